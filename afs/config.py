@@ -95,6 +95,10 @@ class Settings(BaseSettings):
             conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         return conf
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as AFS_* variables, to configure a child process exactly like this one."""
+        return {f"AFS_{name.upper()}": str(value) for name, value in self.model_dump().items() if value is not None}
+
     def filter_topic(self, filter_id: str) -> str:
         """Output topic of a filter: derived from its id, so stable across versions and renames."""
         return f"{self.filter_topic_prefix}{filter_id}"

@@ -1,0 +1,121 @@
+"""`afs worker`: the faust-streaming app that feeds micro-batches of the alert topic to the pipeline.
+
+Offsets advance only after a batch's outputs are acknowledged: faust acks ``take_events`` buffers
+when the loop asks for the next batch, and a batch that fails for an infrastructure reason (broker
+or disk away) is retried with back-off instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+from aiokafka.helpers import create_ssl_context
+
+from afs.alerts.codec import AlertCodec
+from afs.alerts.schemas import SchemaStore
+from afs.archive import AlertArchive
+from afs.broker import ensure_topics, service_topics
+from afs.config import Settings
+from afs.filtering import FilterEngine, load_filter_dir, sandbox_limits
+from afs.pipeline import AlertPipeline, Headers, InMessage, Publisher
+
+log = logging.getLogger(__name__)
+RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
+
+
+class FaustPublisher:
+    """The pipeline's Publisher over the faust app's own (aiokafka) producer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> Awaitable[Any]:
+        return await self.app.producer.send(topic, key, value, None, None, headers)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_sasl_mechanism:
+        ssl = create_ssl_context(cafile=str(settings.kafka_ssl_cafile)) if "SSL" in settings.kafka_security_protocol \
+            else None
+        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl)
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None))
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        broker_session_timeout=6.0,  # Tansu holds every JoinGroup for session_timeout/2
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=4 * settings.max_alert_bytes,
+        producer_max_request_size=2 * settings.max_alert_bytes,
+        producer_acks=-1,
+        stream_buffer_maxsize=4 * settings.batch_size,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=settings.worker_web_port is not None,
+        web_bind="127.0.0.1",
+        web_port=settings.worker_web_port or 6066,
+        datadir=str(settings.archive_dir.parent / "faust"),
+    )
+    alerts = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(alerts)
+    async def process(stream: faust.StreamT) -> None:
+        pipeline = await build_pipeline(settings, FaustPublisher(app))
+        try:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+                batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
+                                   e.message.offset) for e in events]
+                await _process_until_done(pipeline, batch)
+        finally:
+            pipeline.engine.close()
+            pipeline.archive.close()
+
+    return app
+
+
+async def build_pipeline(settings: Settings, publisher: Publisher) -> AlertPipeline:
+    """Start the sandbox with the active filters, make sure every output topic exists, wire it up."""
+    engine = FilterEngine(sandbox_limits(settings))
+    rejected = engine.activate(load_filter_dir(settings.filters_dir))
+    topics = service_topics(settings) | {settings.filter_topic(fid): settings.output_partitions
+                                         for fid in engine.active_ids}
+    await ensure_topics(settings, topics)
+    codec = AlertCodec(SchemaStore(settings.schema_registry_url), settings.max_alert_bytes)
+    log.info("worker ready: %d active filters (%s); %d rejected", len(engine.active_ids),
+             ", ".join(engine.active_ids), len(rejected))
+    return AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), engine, publisher)
+
+
+async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage]) -> None:
+    """Retry a batch until its outputs are all acknowledged; never skip it (that would lose alerts)."""
+    for attempt in range(10**9):
+        try:
+            await pipeline.process(batch)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+            log.exception("batch of %d failed (attempt %d); retrying in %s s", len(batch), attempt + 1, delay)
+            await asyncio.sleep(delay)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
