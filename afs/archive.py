@@ -47,6 +47,11 @@ class AlertArchive:
         except FileNotFoundError:
             return None
 
+    def recent(self, limit: int) -> list[bytes]:
+        """The wire bytes of the most recently archived packets, newest first (samples for dry runs)."""
+        paths = sorted(self.root.glob("[0-9][0-9][0-9]/*.avro.gz"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        return [gzip.decompress(p.read_bytes()) for p in paths[:limit]]
+
     def __contains__(self, dia_source_id: int) -> bool:
         return self.path(dia_source_id).exists()
 

