@@ -1,0 +1,22 @@
+"""The isolation boundary for user-written filters.
+
+The service uses only what is exported here:
+
+    info = compile_filter(source)               # FilterInfo, or raises FilterRejected
+    with SandboxPool(SandboxLimits()) as pool:
+        rejected = pool.set_filters([FilterSpec(id, owner, source), ...])
+        result = pool.run_batch(alerts)         # BatchResult: outcomes by filter id
+        pool.enable(filter_id)                  # after a new version or an admin's decision
+
+This package imports nothing from the service (`afs`).
+"""
+from .compiler import FilterInfo, compile_filter
+from .errors import FilterRejected
+from .limits import SandboxLimits
+from .pool import FilterSpec, SandboxPool
+from .results import BatchResult, FilterOutcome
+
+__all__ = [
+    "BatchResult", "FilterInfo", "FilterOutcome", "FilterRejected", "FilterSpec",
+    "SandboxLimits", "SandboxPool", "compile_filter",
+]

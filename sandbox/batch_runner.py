@@ -1,0 +1,277 @@
+"""Inside a worker: load filters, freeze a batch once, run every filter over it.
+
+Filters run one after another over the whole batch (one CPU reading per filter
+per batch), and each filter's results go to the parent as soon as it finishes,
+so a worker that dies mid-batch loses only the filter it was running. The
+position of the current call is kept in memory shared with the parent, which
+uses it to spot a stuck call and to know whom to suspect when a worker dies.
+"""
+from __future__ import annotations
+
+import marshal
+import math
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType, FunctionType, MappingProxyType, TracebackType
+from typing import Any
+
+from . import helpers
+from .alert_columns import rows
+from .freeze import UnsupportedValue, freeze_top, project
+from .isolation import set_cpu_budget
+from .protocol import (
+    MAX_MESSAGE_CHARS,
+    PHASE_FREEZING,
+    PHASE_IDLE,
+    PHASE_LOADING,
+    PHASE_REPORTING,
+    PHASE_RUNNING,
+    SLOT_ALERT,
+    SLOT_FILTER,
+    SLOT_PHASE,
+    SLOT_SEQUENCE,
+    USER_CODE_PHASES,
+)
+from .runtime import INTERRUPTIBLE_FILES, filter_globals
+
+FILTER_FILENAME_PREFIX = "<filter"
+
+
+class CallTimeout(BaseException):
+    """Raised into a filter call that outlived the soft timer.
+
+    A BaseException, and filters may neither name it nor use a bare except, so
+    a filter cannot catch it.
+    """
+
+
+@dataclass(frozen=True)
+class FilterCode:
+    """A filter as the parent sends it."""
+
+    key: str  # changes whenever the source changes
+    filename: str
+    code: bytes
+    reads: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Run these filters over n_alerts alerts, sent next as one pickled column per key."""
+
+    sequence: int
+    cpu_seconds: float
+    filters: tuple[FilterCode, ...]
+    keys: tuple[str, ...]
+    n_alerts: int
+
+
+@dataclass
+class LoadedFilter:
+    key: str
+    function: Callable[[Any], Any] | None
+    reads: tuple[str, ...] | None
+    load_error: str | None = None
+    load_line: int | None = None
+
+
+def _is_filter_frame(filename: str) -> bool:
+    return filename.startswith(FILTER_FILENAME_PREFIX) or filename in INTERRUPTIBLE_FILES
+
+
+class SoftTimer:
+    """A periodic SIGALRM that interrupts a filter call seen at two ticks in a row.
+
+    So a call is interrupted after between one and two periods. Only frames of
+    filter code and the helpers are interrupted, never the runner's own.
+    """
+
+    def __init__(self, cursor: memoryview, period_s: float) -> None:
+        self.cursor = cursor
+        self.period_s = period_s
+        self.last: tuple[int, ...] = ()
+        signal.signal(signal.SIGALRM, self._tick)
+
+    def _tick(self, signum: int, frame: FrameType | None) -> None:
+        now = tuple(self.cursor)
+        if (now == self.last and now[SLOT_PHASE] in USER_CODE_PHASES and frame is not None
+                and _is_filter_frame(frame.f_code.co_filename)):
+            raise CallTimeout
+        self.last = now
+
+    def start(self) -> None:
+        self.last = ()
+        signal.setitimer(signal.ITIMER_REAL, self.period_s, self.period_s)
+
+    def stop(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+
+
+def describe_exception(exc: BaseException) -> tuple[str, int | None]:
+    """Type, message and the filter's line as plain text, and that line; frames
+    are released."""
+    line = None
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(FILTER_FILENAME_PREFIX):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    exc.__traceback__ = None
+    try:
+        text = " ".join(str(exc).split())[:300]
+    except Exception:  # noqa: BLE001 - e.g. RecursionError from deeply nested arguments
+        text = "(the error's message could not be shown)"
+    where = f" (line {line})" if line is not None else ""
+    separator = ": " if text else ""
+    return f"{type(exc).__name__}{separator}{text}{where}"[:MAX_MESSAGE_CHARS], line
+
+
+def describe_result(result: object) -> str | None:
+    """None for a valid result, else why it is not one."""
+    kind = type(result)
+    if kind is bool:
+        return None
+    if kind is float or kind is int:
+        try:
+            if math.isfinite(result):  # type: ignore[arg-type]
+                return None
+        except OverflowError:
+            return "returned an integer too large to be a score"
+        return f"returned {result!r}; a score must be a finite number"
+    what = "None (is a return statement missing?)" if result is None else f"a {kind.__name__}"
+    return f"returned {what}; a filter must return True/False or a finite number (> 0 means a match)"
+
+
+class BatchRunner:
+    def __init__(self, cursor: memoryview, send: Callable[[dict[str, Any]], None],
+                 soft_timeout_s: float, max_errors: int, max_timeouts: int) -> None:
+        self.cursor = cursor
+        self.send = send
+        self.timer = SoftTimer(cursor, soft_timeout_s)
+        self.soft_timeout_s = soft_timeout_s
+        self.max_errors = max_errors
+        self.max_timeouts = max_timeouts
+        self.loaded: dict[str, LoadedFilter] = {}
+
+    def run(self, request: RunRequest, columns: list[bytearray]) -> None:
+        cursor = self.cursor
+        cursor[SLOT_SEQUENCE] = request.sequence
+        set_cpu_budget(request.cpu_seconds)
+        self.timer.start()
+        try:
+            active = self._load(request.filters)
+            views = self._freeze(request, columns, active)
+            if views is not None:
+                for position, loaded in enumerate(active):
+                    self._run_filter(position, loaded, views)
+        finally:  # the cursor keeps its position if this fails: the parent needs it
+            self.timer.stop()
+        cursor[SLOT_PHASE] = PHASE_IDLE
+        helpers.reset_caches()
+        self.send({"type": "done"})
+
+    def _load(self, filters: tuple[FilterCode, ...]) -> list[LoadedFilter]:
+        """Keep exactly the requested filters loaded; a dropped one loses its state."""
+        wanted = {code.key for code in filters}
+        self.loaded = {key: f for key, f in self.loaded.items() if key in wanted}
+        self.cursor[SLOT_PHASE] = PHASE_LOADING
+        active = []
+        for position, code in enumerate(filters):
+            loaded = self.loaded.get(code.key)
+            if loaded is None:
+                self.cursor[SLOT_FILTER] = position
+                self.cursor[SLOT_ALERT] = -1
+                loaded = self.loaded[code.key] = self._load_one(code)
+            active.append(loaded)
+        return active
+
+    def _load_one(self, code: FilterCode) -> LoadedFilter:
+        namespace = filter_globals(code.filename)
+        try:
+            exec(marshal.loads(code.code), namespace)
+        except CallTimeout:
+            return LoadedFilter(code.key, None, code.reads,
+                                f"loading took longer than {self.soft_timeout_s} s")
+        except MemoryError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure of filter code
+            return LoadedFilter(code.key, None, code.reads, *describe_exception(exc))
+        function = namespace.get("filter")
+        if type(function) is not FunctionType:
+            return LoadedFilter(code.key, None, code.reads, "the module defines no filter function")
+        return LoadedFilter(code.key, function, code.reads)
+
+    def _freeze(self, request: RunRequest, columns: list[bytearray],
+                active: list[LoadedFilter]) -> dict[Any, list[MappingProxyType[str, Any]]] | None:
+        """One frozen copy of each alert, and one read-only view per READS set."""
+        self.cursor[SLOT_PHASE] = PHASE_FREEZING
+        alerts = rows(request.keys, [pickle.loads(column) for column in columns], request.n_alerts)
+        columns.clear()
+        tops = []
+        try:
+            for index, alert in enumerate(alerts):
+                self.cursor[SLOT_ALERT] = index
+                tops.append(freeze_top(alert))
+        except UnsupportedValue as exc:
+            self.send({"type": "fatal", "reason": f"alert {index}: {exc}"[:MAX_MESSAGE_CHARS]})
+            return None
+        views: dict[Any, list[MappingProxyType[str, Any]]] = {}
+        for loaded in active:
+            if loaded.reads not in views:
+                views[loaded.reads] = [project(top, loaded.reads) for top in tops]
+        return views
+
+    def _run_filter(self, position: int, loaded: LoadedFilter,
+                    views: dict[Any, list[MappingProxyType[str, Any]]]) -> None:
+        report: dict[str, Any] = {"type": "filter", "f": position, "m": [], "e": [], "t": [],
+                                  "cpu": 0.0, "load_error": loaded.load_error,
+                                  "load_line": loaded.load_line, "stop": None}
+        if loaded.function is not None:
+            self._call_all(position, loaded.function, views[loaded.reads], report)
+        self.cursor[SLOT_PHASE] = PHASE_REPORTING
+        self.send(report)
+
+    def _call_all(self, position: int, function: Callable[[Any], Any],
+                  alerts: list[MappingProxyType[str, Any]], report: dict[str, Any]) -> None:
+        cursor = self.cursor
+        matches: list[list[Any]] = report["m"]
+        errors: list[list[Any]] = report["e"]
+        timeouts: list[int] = report["t"]
+        cursor[SLOT_FILTER] = position
+        cursor[SLOT_ALERT] = -1
+        cursor[SLOT_PHASE] = PHASE_RUNNING
+        # The thread clock: with RLIMIT_CPU set, the process clock only moves per tick.
+        started = time.thread_time()
+        for index, alert in enumerate(alerts):
+            cursor[SLOT_ALERT] = index
+            try:
+                result = function(alert)
+            except CallTimeout:
+                timeouts.append(index)
+                if len(timeouts) > self.max_timeouts:
+                    report["stop"] = "timeouts"
+                    break
+                continue
+            except MemoryError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any failure of filter code
+                errors.append([index, describe_exception(exc)[0]])
+            else:
+                if result is True:
+                    matches.append([index, 1.0])
+                    continue
+                if result is False:
+                    continue
+                problem = describe_result(result)
+                if problem is None:
+                    if result > 0:
+                        matches.append([index, float(result)])
+                    continue
+                errors.append([index, problem])
+            if len(errors) > self.max_errors:
+                report["stop"] = "errors"
+                break
+        report["cpu"] = time.thread_time() - started

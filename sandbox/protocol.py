@@ -1,0 +1,162 @@
+"""Messages between the parent and its workers.
+
+Parent -> worker: length-prefixed pickles (the worker trusts the parent).
+Worker -> parent: length-prefixed JSON, parsed with a size cap and validated
+field by field, because a worker runs hostile code: nothing it sends can make
+the parent execute anything, and anything malformed counts as the worker failing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+# Progress cursor shared with the parent (int64 slots in a small shared memory).
+CURSOR_SLOTS = 4
+SLOT_SEQUENCE, SLOT_PHASE, SLOT_FILTER, SLOT_ALERT = range(CURSOR_SLOTS)
+PHASE_IDLE, PHASE_RECEIVING, PHASE_FREEZING, PHASE_LOADING, PHASE_RUNNING, PHASE_REPORTING = range(6)
+USER_CODE_PHASES = frozenset({PHASE_LOADING, PHASE_RUNNING})
+
+EXIT_OUT_OF_MEMORY = 71
+
+TO_WORKER_HEADER = struct.Struct(">Q")
+TO_PARENT_HEADER = struct.Struct(">I")
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+MAX_MESSAGE_CHARS = 1_000
+STOP_REASONS = frozenset({"errors", "timeouts"})
+
+
+class ProtocolError(Exception):
+    """A worker sent something that is not a valid message."""
+
+
+def to_worker(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return TO_WORKER_HEADER.pack(len(payload)) + payload
+
+
+def worker_frame_header(length: int) -> bytes:
+    """The header of an already pickled payload (alert columns are pickled once)."""
+    return TO_WORKER_HEADER.pack(length)
+
+
+def to_parent(message: dict[str, Any]) -> bytes:
+    payload = json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
+    return TO_PARENT_HEADER.pack(len(payload)) + payload
+
+
+def parse_report(payload: bytes) -> dict[str, Any]:
+    """Decode one worker message; only plain JSON values can come out of it."""
+    try:
+        message = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"undecodable message: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("message is not an object with a type")
+    return message
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    """One filter's results from one run, validated; indices are run positions."""
+
+    position: int
+    matches: list[tuple[int, float]]
+    errors: list[tuple[int, str]]
+    timeouts: list[int]
+    cpu_seconds: float
+    load_error: str | None
+    load_line: int | None
+    stopped: str | None
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _message(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_MESSAGE_CHARS:
+        raise ProtocolError("bad message text")
+    return value
+
+
+def _indexed(items: object, n_alerts: int, limit: int, convert: Any) -> list[Any]:
+    if not isinstance(items, list) or len(items) > limit:
+        raise ProtocolError("bad list")
+    result = []
+    previous = -1
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and _is_int(item[0])
+                and previous < item[0] < n_alerts):
+            raise ProtocolError("bad indexed entry")
+        previous = item[0]
+        result.append((item[0], convert(item[1])))
+    return result
+
+
+def _indices(items: object, n_alerts: int, limit: int) -> list[int]:
+    if not isinstance(items, list) or len(items) > limit:
+        raise ProtocolError("bad index list")
+    previous = -1
+    for index in items:
+        if not (_is_int(index) and previous < index < n_alerts):
+            raise ProtocolError("bad index")
+        previous = index
+    return items
+
+
+def _score(value: object) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or not value > 0:
+        raise ProtocolError("bad score")
+    return float(value)
+
+
+def validate_filter_report(message: dict[str, Any], n_filters: int, n_alerts: int,
+                           max_errors: int, max_timeouts: int) -> FilterReport:
+    position = message.get("f")
+    if not (_is_int(position) and 0 <= position < n_filters):
+        raise ProtocolError("bad filter position")
+    cpu = message.get("cpu")
+    if type(cpu) not in (int, float) or not (math.isfinite(cpu) and cpu >= 0):
+        raise ProtocolError("bad cpu time")
+    load_error, stopped = message.get("load_error"), message.get("stop")
+    if load_error is not None:
+        _message(load_error)
+    load_line = message.get("load_line")
+    if load_line is not None and not (_is_int(load_line) and load_line > 0):
+        raise ProtocolError("bad load line")
+    if stopped is not None and stopped not in STOP_REASONS:
+        raise ProtocolError("bad stop reason")
+    return FilterReport(
+        position=position,
+        matches=_indexed(message.get("m"), n_alerts, n_alerts, _score),
+        errors=_indexed(message.get("e"), n_alerts, min(n_alerts, max_errors + 1), _message),
+        timeouts=_indices(message.get("t"), n_alerts, min(n_alerts, max_timeouts + 1)),
+        cpu_seconds=float(cpu),
+        load_error=load_error,
+        load_line=load_line,
+        stopped=stopped,
+    )
+
+
+_REPORT_FIELDS = {"network": str, "filesystem": str, "uid": int, "seccomp": bool,
+                  "rlimits": bool}
+
+
+def validate_confinement(message: dict[str, Any]) -> dict[str, Any]:
+    """The worker's account of its confinement, sent before it runs any filter."""
+    report = message.get("confinement")
+    if not isinstance(report, dict):
+        raise ProtocolError("bad confinement report")
+    for name, kind in _REPORT_FIELDS.items():
+        if type(report.get(name)) is not kind:
+            raise ProtocolError(f"bad confinement field {name}")
+    warnings = report.get("warnings")
+    if not isinstance(warnings, list) or len(warnings) > 20:
+        raise ProtocolError("bad confinement warnings")
+    for warning in warnings:
+        _message(warning)
+    return report

@@ -1,0 +1,176 @@
+"""Run one shard's filters over a batch on one worker, isolating whatever kills it.
+
+When the worker dies, the filters that already reported keep their results and
+the rest of the work is split and run again on a fresh worker, suspect first,
+until the (filter, alert) pair that kills it is found; everyone else still gets
+exactly their results. The progress cursor names the suspect, so a crash costs a
+few runs rather than a full bisection; without it (or when the suspect turns
+out innocent, e.g. the victim of another filter's memory) the work is halved.
+A call stuck past the hard limit is conclusive on its own and is not re-run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .alert_columns import AlertColumns
+from .batch_runner import FilterCode, RunRequest
+from .limits import SandboxLimits
+from .protocol import PHASE_LOADING, PHASE_RUNNING
+from .worker import Death, RunOutcome, WorkerProcess
+
+log = logging.getLogger("sandbox")
+
+# Isolating deaths may take this many batch deadlines before the rest is dropped.
+ISOLATION_BUDGET_DEADLINES = 4
+# Deaths that may come from one alert or from state a filter built up: when a lone
+# filter dies so, its (filter, alert) pair is re-run alone to tell which. Running
+# past the CPU limit, the deadline or the hard per-call limit is charged at once.
+PROBED_DEATHS = frozenset({"crash", "exit", "protocol", "memory"})
+
+
+class AlertsRejected(ValueError):
+    """The batch itself is invalid (alerts that are not plain decoded data)."""
+
+
+@dataclass(frozen=True)
+class Kill:
+    alert: int | None  # batch index; None when the worker died loading the filter
+    detail: str
+
+
+@dataclass
+class FilterTally:
+    """One filter's results over every run of one batch; indices are batch indices."""
+
+    matches: list[tuple[int, float]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    timeouts: list[int] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    kills: list[Kill] = field(default_factory=list)
+    load_error: str | None = None
+    load_line: int | None = None
+    stopped: str | None = None
+    unfinished: bool = False
+
+
+_Unit = tuple[tuple[str, ...], tuple[int, ...]]  # filter ids, batch indices
+
+
+class ShardRun:
+    def __init__(self, worker: WorkerProcess, codes: dict[str, FilterCode],
+                 columns: AlertColumns, kill_budget: dict[str, int],
+                 limits: SandboxLimits) -> None:
+        self.worker = worker
+        self.codes = codes
+        self.columns = columns
+        self.keys = columns.keys_for(code.reads for code in codes.values())
+        self.n_alerts = len(columns.alerts)
+        self.kill_budget = kill_budget
+        self.limits = limits
+        self.tallies = {fid: FilterTally() for fid in codes}
+        self._retried: set[_Unit] = set()
+
+    def execute(self) -> dict[str, FilterTally]:
+        pending: list[_Unit] = [(tuple(self.codes), tuple(range(self.n_alerts)))]
+        give_up_at = time.monotonic() + ISOLATION_BUDGET_DEADLINES * self.limits.batch_deadline_s
+        while pending:
+            fids, indices = pending.pop()
+            fids = tuple(f for f in fids if self._runnable(f))
+            if not fids:
+                continue
+            if time.monotonic() > give_up_at:
+                for fid in fids:
+                    self.tallies[fid].unfinished = True
+                continue
+            outcome = self._run(fids, indices)
+            if outcome.fatal is not None:
+                raise AlertsRejected(outcome.fatal)
+            if outcome.death is not None:
+                pending.extend(self._split(fids, indices, outcome, outcome.death))
+        return self.tallies
+
+    def _runnable(self, fid: str) -> bool:
+        tally = self.tallies[fid]
+        return (tally.load_error is None and tally.stopped is None
+                and len(tally.kills) < self.kill_budget[fid])
+
+    def _run(self, fids: tuple[str, ...], indices: tuple[int, ...]) -> RunOutcome:
+        whole = len(indices) == self.n_alerts
+        frames = self.columns.frames(self.keys, None if whole else indices)
+        request = RunRequest(0, self.limits.cpu_seconds, tuple(self.codes[f] for f in fids),
+                             self.keys, len(indices))
+        outcome = self.worker.run(request, frames)
+        for position, report in outcome.reports.items():
+            tally = self.tallies[fids[position]]
+            tally.matches += [(indices[i], score) for i, score in report.matches]
+            tally.errors += [(indices[i], message) for i, message in report.errors]
+            tally.timeouts += [indices[i] for i in report.timeouts]
+            tally.cpu_seconds += report.cpu_seconds
+            if report.load_error is not None:
+                tally.load_error, tally.load_line = report.load_error, report.load_line
+            tally.stopped = tally.stopped or report.stopped
+        return outcome
+
+    def _charge(self, fid: str, alert: int | None, death: Death) -> None:
+        self.tallies[fid].kills.append(Kill(alert, death.detail))
+
+    def _retry_once(self, unit: _Unit, death: Death) -> list[_Unit]:
+        """A death outside filter code (receiving or freezing the batch): the batch
+        is too large for the limits, or an earlier batch left the worker unwell.
+        A fresh worker gets one more try; then the work is dropped, blaming no one."""
+        if unit not in self._retried:
+            self._retried.add(unit)
+            return [unit]
+        log.error("sandbox worker %s while handling the batch itself (not filter code); "
+                  "dropping the batch for %d filter(s)", death.detail, len(unit[0]))
+        for fid in unit[0]:
+            self.tallies[fid].unfinished = True
+        return []
+
+    def _split(self, fids: tuple[str, ...], indices: tuple[int, ...], outcome: RunOutcome,
+               death: Death) -> list[_Unit]:
+        """The work still to do after a death, the suspect's part last (so run first)."""
+        unfinished = tuple(f for position, f in enumerate(fids) if position not in outcome.reports)
+        if not unfinished:
+            return []
+        if death.phase not in (PHASE_LOADING, PHASE_RUNNING):
+            return self._retry_once((unfinished, indices), death)
+        suspect = fids[death.filter_position] if 0 <= death.filter_position < len(fids) else None
+        if suspect not in unfinished:
+            suspect = None
+        at = death.alert_position if death.phase == PHASE_RUNNING else -1
+        at = at if 0 <= at < len(indices) else None
+        alert = None if at is None else indices[at]
+        rest = indices if at is None else indices[:at] + indices[at + 1:]
+        others = tuple(f for f in unfinished if f != suspect)
+
+        if suspect is not None and death.kind == "stall":
+            # One call stuck past the hard limit is proof enough; it is not re-run.
+            self._charge(suspect, alert, death)
+            units: list[_Unit] = [(others, indices)] if others else []
+            if at is not None and rest:
+                units.append(((suspect,), rest))
+            return units
+        if len(unfinished) > 1:
+            if suspect is not None:
+                return [(others, indices), ((suspect,), indices)]
+            half = len(unfinished) // 2
+            return [(unfinished[half:], indices), (unfinished[:half], indices)]
+        only = unfinished[0]
+        if death.kind in PROBED_DEATHS and death.phase == PHASE_RUNNING and len(indices) > 1:
+            if at is None:
+                half = len(indices) // 2
+                return [((only,), indices[half:]), ((only,), indices[:half])]
+            probe = self._run((only,), (indices[at],))
+            if probe.fatal is not None:
+                raise AlertsRejected(probe.fatal)
+            if probe.death is not None:  # this alert does it: charge it, go on with the rest
+                self._charge(only, alert, probe.death)
+                return [((only,), rest)]
+            # The alert alone is fine: the filter wore the worker down itself.
+        if alert is None and death.phase == PHASE_RUNNING and len(indices) == 1:
+            alert = indices[0]
+        self._charge(only, alert, death)
+        return []

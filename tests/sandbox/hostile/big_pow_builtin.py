@@ -1,0 +1,4 @@
+# tries: pow() with a huge exponent
+# expect: error
+def filter(alert):
+    return pow(7, 10 ** 9) > 0

@@ -1,0 +1,4 @@
+# tries: call __import__ directly
+# expect: rejected
+def filter(alert):
+    return __import__("os").getcwd() != ""

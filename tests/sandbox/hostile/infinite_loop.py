@@ -1,0 +1,5 @@
+# tries: spin forever in a Python loop
+# expect: timeout
+def filter(alert):
+    while True:
+        pass

@@ -1,0 +1,5 @@
+# tries: drop into a debugger or read stdin
+# expect: rejected
+def filter(alert):
+    breakpoint()
+    return input() == "x"

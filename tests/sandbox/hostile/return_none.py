@@ -1,0 +1,4 @@
+# tries: return nothing
+# expect: error
+def filter(alert):
+    pass

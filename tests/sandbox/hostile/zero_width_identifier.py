@@ -1,0 +1,5 @@
+# tries: a zero-width joiner inside a name
+# expect: rejected
+def filter(alert):
+    ok‍ = True
+    return ok‍
