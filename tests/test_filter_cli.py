@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from afs.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-PREDEFINED = sorted((REPO / "filters").glob("*.py"))
+SHIPPED = sorted((REPO / "filters").glob("*.py")) + sorted((REPO / "examples" / "filters").glob("*.py"))
 
 
-@pytest.mark.parametrize("path", PREDEFINED, ids=lambda p: p.stem)
-def test_check_accepts_every_predefined_filter(path: Path) -> None:
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_check_accepts_every_shipped_filter(path: Path) -> None:
     result = CliRunner().invoke(main, ["filter", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: ")
@@ -47,3 +47,15 @@ def test_test_reports_each_filter_run_together(tmp_path: Path) -> None:
     assert report["spin"]["status"] == "disabled" and report["spin"]["timeouts"] > 0
     assert report["spin"]["offending_dia_source_id"] is not None
     assert report["broken"]["status"] == "rejected" and "eval" in report["broken"]["reason"]
+
+
+def test_the_readme_example_filter_compiles_and_runs(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Writing a filter"):]
+    source = section[section.index("```python\n") + 10: section.index("```\n", section.index("```python"))]
+    (tmp_path / "readme_filter.py").write_text(source)
+    result = CliRunner().invoke(main, ["filter", "test", str(tmp_path / "readme_filter.py"), "--alerts", "300",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])["readme_filter"]
+    assert report["status"] == "ok" and report["errors"] == 0 and report["alerts_seen"] == 300
