@@ -150,16 +150,18 @@ def psf_image(sigma: float) -> np.ndarray:
     return (image / image.sum()).astype(np.float32)
 
 
-def _gauss(axis: np.ndarray, centre: np.ndarray, sigma: float | np.ndarray) -> np.ndarray:
+def _gauss(axis: np.ndarray, centre: np.ndarray, sigma: float | np.ndarray, scale: float | np.ndarray = 1.0):
+    """scale * exp(-(axis - centre)^2 / 2 sigma^2) for each centre: (k, len(axis)), float32."""
     sigma = np.asarray(sigma, dtype=float).reshape(-1, 1)
-    return np.exp(-0.5 * ((axis - centre[:, None]) / sigma) ** 2)
+    scale = np.asarray(scale, dtype=float).reshape(-1, 1)
+    return (scale * np.exp(-0.5 * ((axis - centre[:, None]) / sigma) ** 2)).astype(np.float32)
 
 
 def _psf(xs: np.ndarray, ys: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float) -> np.ndarray:
     """Double-Gaussian PSF (90% core, 10% wing of twice the width), normalised to unit flux, at (cx, cy)."""
-    core = np.einsum("ki,kj->kij", _gauss(ys, cy, sigma), _gauss(xs, cx, sigma)) * (0.9 / (2 * np.pi * sigma**2))
-    wing = np.einsum("ki,kj->kij", _gauss(ys, cy, 2 * sigma), _gauss(xs, cx, 2 * sigma)) * (0.1 / (8 * np.pi * sigma**2))
-    return core + wing
+    core = np.einsum("ki,kj->kij", _gauss(ys, cy, sigma, 0.9 / (2 * np.pi * sigma**2)), _gauss(xs, cx, sigma))
+    core += np.einsum("ki,kj->kij", _gauss(ys, cy, 2 * sigma, 0.1 / (8 * np.pi * sigma**2)), _gauss(xs, cx, 2 * sigma))
+    return core
 
 
 @dataclass(frozen=True)
@@ -217,15 +219,12 @@ def render(rng: np.random.Generator, scenes: Scenes, optics: Optics, writer: Cut
     return out
 
 
-def _fit(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """Linear PSF-fit flux of each image (uniform weights)."""
-    return np.einsum("kij,kij->k", image, psf) / np.einsum("kij,kij->k", psf, psf)
-
-
 def _shape(scenes: Scenes, idx: np.ndarray, axis: np.ndarray, psf: np.ndarray, sigma: float) -> np.ndarray:
     """Unit-flux image of the difference-image signal: the PSF, a trail or a cosmic-ray spike."""
-    shape = psf.copy()
     kinds = scenes.shape[idx]
+    if not np.isin(kinds, (TRAIL, SPIKE)).any():
+        return psf
+    shape = psf.copy()
     trails = np.flatnonzero(kinds == TRAIL)
     if len(trails):
         t = idx[trails]
@@ -253,43 +252,50 @@ def _draw(rng: np.random.Generator, scenes: Scenes, idx: np.ndarray, side: int, 
     psf_s = _psf(axis, axis, cx, cy, optics.sigma)
     psf_t = _psf(axis, axis, cx, cy, optics.sigma_template)
     shape = _shape(scenes, idx, axis, psf_s, optics.sigma)
-
-    host = scenes.host_flux[idx] > 0
-    host_s = np.zeros_like(psf_s)
-    host_t = np.zeros_like(psf_s)
-    if host.any():
-        h = idx[host]
-        sig_h = scenes.host_sigma[h]
-        for out, sigma in ((host_s, optics.sigma), (host_t, optics.sigma_template)):
-            width = np.sqrt(sig_h**2 + sigma**2)
-            gal = np.einsum("ki,kj->kij", _gauss(axis, scenes.cy[h] + scenes.host_dy[h], width),
-                            _gauss(axis, scenes.cx[h] + scenes.host_dx[h], width))
-            out[host] = gal * (scenes.host_flux[h] / (2 * np.pi * width**2))[:, None, None]
-
     dipole = scenes.shape[idx] == DIPOLE
-    units = (shape, np.where(dipole[:, None, None], psf_s, shape), psf_t)
-    hosts = (np.zeros_like(psf_s), host_s, host_t)
-    psfs = (psf_s, psf_s, psf_t)
-    fluxes = (scenes.diff_flux[idx], scenes.sci_flux[idx], scenes.tmpl_flux[idx])
-    norms = [_fit(unit, psf) for unit, psf in zip(units, psfs)]
-    signals = [host + unit * ((flux - _fit(host, psf)) / norm)[:, None, None]
-               for unit, host, psf, flux, norm in zip(units, hosts, psfs, fluxes, norms)]
+    sci_unit = np.where(dipole[:, None, None], psf_s, shape) if dipole.any() else shape
+    hosts = [None, None]                       # host galaxy in the science and template images
+    has_host = scenes.host_flux[idx] > 0
+    if has_host.any():
+        h = idx[has_host]
+        for i, sigma in enumerate((optics.sigma, optics.sigma_template)):
+            width = np.sqrt(scenes.host_sigma[h] ** 2 + sigma**2)
+            image = np.zeros_like(psf_s)
+            image[has_host] = np.einsum("ki,kj->kij",
+                                        _gauss(axis, scenes.cy[h] + scenes.host_dy[h], width,
+                                               scenes.host_flux[h] / (2 * np.pi * width**2)),
+                                        _gauss(axis, scenes.cx[h] + scenes.host_dx[h], width))
+            hosts[i] = image
+
+    planes = []
+    for unit, host, psf, flux in ((shape, None, psf_s, scenes.diff_flux[idx]),
+                                  (sci_unit, hosts[0], psf_s, scenes.sci_flux[idx]),
+                                  (psf_t, hosts[1], psf_t, scenes.tmpl_flux[idx])):
+        # The source is scaled so the image's PSF fit reproduces the catalogue flux (noise is fitted out below).
+        power = np.einsum("kij,kij->k", psf, psf)
+        norm = np.einsum("kij,kij->k", unit, psf) / power
+        amplitude = flux - (np.einsum("kij,kij->k", host, psf) / power if host is not None else 0.0)
+        signal = unit * (amplitude / norm).astype(np.float32)[:, None, None]
+        if host is not None:
+            signal += host
+        planes.append([signal, unit, psf, power, norm])
     if dipole.any():
         d = idx[dipole]
         half = 0.5 * scenes.length[d]
         dx, dy = half * np.cos(scenes.angle[d]), half * np.sin(scenes.angle[d])
-        signals[0][dipole] = (_psf(axis, axis, cx[dipole] + dx, cy[dipole] + dy, optics.sigma)
-                              * scenes.lobe_pos[d][:, None, None]
-                              - _psf(axis, axis, cx[dipole] - dx, cy[dipole] - dy, optics.sigma)
-                              * scenes.lobe_neg[d][:, None, None])
-    var_s = optics.sky_var + optics.gain * np.maximum(signals[1], 0.0)
-    var_t = optics.sky_var_template + optics.gain_template * np.maximum(signals[2], 0.0)
-    planes = []
-    for signal, var, unit, psf, norm, fixed in zip(signals, (var_s + var_t, var_s, var_t), units, psfs, norms,
-                                                   (dipole, False, False)):
-        noise = rng.standard_normal(signal.shape) * np.sqrt(var)
-        # Shift the source so the image's PSF fit reproduces the catalogue flux exactly (dipoles excepted).
-        shift = np.where(fixed, 0.0, -_fit(noise, psf) / norm)
-        image = signal + noise + unit * shift[:, None, None]
-        planes.append((image.astype(np.float32), var.astype(np.float32)))
-    return planes
+        planes[0][0][dipole] = (_psf(axis, axis, cx[dipole] + dx, cy[dipole] + dy, optics.sigma)
+                                * scenes.lobe_pos[d].astype(np.float32)[:, None, None]
+                                - _psf(axis, axis, cx[dipole] - dx, cy[dipole] - dy, optics.sigma)
+                                * scenes.lobe_neg[d].astype(np.float32)[:, None, None])
+    var_s = optics.sky_var + optics.gain * np.maximum(planes[1][0], 0.0)
+    var_t = optics.sky_var_template + optics.gain_template * np.maximum(planes[2][0], 0.0)
+    out = []
+    for (signal, unit, psf, power, norm), var, fixed in zip(planes, (var_s + var_t, var_s, var_t),
+                                                            (dipole, False, False)):
+        image = rng.standard_normal(signal.shape, dtype=np.float32)
+        image *= np.sqrt(var)
+        shift = np.where(fixed, 0.0, -np.einsum("kij,kij->k", image, psf) / power / norm).astype(np.float32)
+        image += signal
+        image += unit * shift[:, None, None]
+        out.append((image, var))
+    return out

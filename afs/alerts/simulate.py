@@ -9,9 +9,12 @@ The model, in short (every draw comes from ``np.random.default_rng``, so a seed 
   at the visit time, in one band, with seeing and a 5-sigma depth drawn per visit. Sources sit on real
   detector pixels; ra/dec, x/y and detector agree through a TAN projection, and each cutout carries the
   local linear WCS at its source.
-- History: each field has a 12-month past schedule (pairs of visits on nights a few days apart, season
-  gaps, dithers). Detections (>= 5 sigma) become prvDiaSources; every covered visit since the object was
-  created becomes a prvDiaForcedSource; the diaObject summarises exactly those sources.
+- Time: visit numbers are day_obs * 100000 + seq as for LSSTCam; a night starts at 23:30 UTC on day_obs and
+  each visit takes 37 s (numbers that are no date count nights from DEFAULT_FIRST_VISIT's).
+- History: each field has a 12-month past schedule (pairs of visits ~33 min apart on nights days to weeks
+  apart, denser in rolling-cadence weeks, season gaps, dithers). Detections (>= 5 sigma) become
+  prvDiaSources; every covered visit since the object was created becomes a prvDiaForcedSource; the
+  diaObject summarises exactly those sources. Most alerts carry ~10 + 15 of them, variables up to ~100.
 - Populations, mixed by where the field is: periodic variable stars and microlensing (Paczynski, achromatic)
   towards the Galactic plane and bulge; AGN (damped random walk), supernovae (Bazin rise and fall, offset from a
   host) and fast risers away from it; asteroids towards the ecliptic (known ones with ssSource and mpc_orbits
@@ -66,6 +69,7 @@ _PULSE_K = np.array([1.35, 1.2, 1.0, 0.85, 0.75, 0.7])        # pulsation amplit
 _AGN_K = np.array([1.6, 1.35, 1.0, 0.85, 0.75, 0.7])          # AGN variability amplitude per band
 _FALL_K = np.array([0.6, 0.8, 1.0, 1.2, 1.35, 1.45])          # transient decline time per band
 _SSO_COLOR = np.array([1.3, 0.35, -0.2, -0.35, -0.35, -0.3])  # asteroid band minus V
+_HOST_COLOR = 0.7             # g-r of host galaxies
 _TEMPLATE_FWHM = 0.7          # arcsec
 _TEMPLATE_DEPTH = 1.5         # template (coadd) depth beyond a single visit, mag
 _TEMPLATE_COADD = 16          # visits in a template: its Poisson variance per unit flux is 1/16 a visit's
@@ -380,8 +384,12 @@ def _dither(rng, ra0: float, dec0: float, n: int):
 def _past_visits(rng, mjd: float, ra0: float, dec0: float, seq: int) -> _Epochs:
     """The field's visits in the 12 months before mjd: pairs on nights a few days apart, in season."""
     season_age = rng.uniform(0, 200)           # days since this season started; seasons last ~200 days
-    mean_gap = rng.uniform(4.0, 22.0)
-    ages = np.unique(np.rint(np.cumsum(1.0 + rng.exponential(mean_gap - 1.0, 200))))
+    mean_gap = rng.uniform(5.0, 25.0)
+    ages = np.rint(np.cumsum(1.0 + rng.exponential(mean_gap - 1.0, 200)))
+    if rng.uniform() < 0.5:                    # rolling cadence: the field's active weeks, every 2-4 nights
+        recent = np.rint(np.cumsum(1.0 + rng.exponential(rng.uniform(1.0, 3.0), 30)))
+        ages = np.concatenate([ages[ages > 30], recent[recent <= min(30.0, season_age)]])
+    ages = np.unique(ages)
     ages = ages[(ages <= 365) & ((ages <= season_age) | (ages >= season_age + 165))][::-1]
     pair = rng.uniform(size=len(ages)) < 0.8
     night = np.repeat(mjd - ages + rng.normal(0, 0.04, len(ages)), np.where(pair, 2, 1))
@@ -390,7 +398,8 @@ def _past_visits(rng, mjd: float, ra0: float, dec0: float, seq: int) -> _Epochs:
     first_band = rng.choice(6, len(ages), p=_BAND_P)
     neighbour = np.where(rng.uniform(size=len(ages)) < 0.6, np.clip(first_band + np.where(first_band < 5, 1, -1), 0, 5),
                          first_band)
-    band = np.where(second == 1, np.repeat(neighbour, np.where(pair, 2, 1)), np.repeat(first_band, np.where(pair, 2, 1)))
+    per_night = np.where(pair, 2, 1)
+    band = np.where(second == 1, np.repeat(neighbour, per_night), np.repeat(first_band, per_night))
     fwhm, m5 = _conditions(rng, band)
     ra, dec, rot = _dither(rng, ra0, dec0, len(times))
     visit = _day_obs(times) * 100_000 + 50_000 + 2 * (seq % 20_000) + second
@@ -404,11 +413,10 @@ def _old_visit(rng, mjd: float, seq: int, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- populations
-def _mag_faint(rng, n, bright, faint, slope=0.6):
-    """Magnitudes with counts rising as 10^(slope m / 2.5 ...): most objects near the faint end."""
-    a = slope * np.log(10) / 2.5 * 2.5 * 0.4
-    u = rng.uniform(size=n)
-    return bright + np.log1p(u * np.expm1(a * (faint - bright))) / a
+def _mag_faint(rng, n, bright, faint, slope=0.24):
+    """Magnitudes between bright and faint whose counts grow by 10**slope per magnitude (faint ones dominate)."""
+    a = slope * np.log(10)
+    return bright + np.log1p(rng.uniform(size=n) * np.expm1(a * (faint - bright))) / a
 
 
 def _band_flux(mag, color):
@@ -431,7 +439,7 @@ def _place(rng, n, epoch: _Epochs, edge=None):
 
 
 def _host(rng, n, out, fraction, offset_scale):
-    """Host galaxies: r magnitude, colour, size and offset of the host centre from the source [arcsec]."""
+    """Host galaxies (a fraction of sources): r magnitude, size and offset of its centre from the source [arcsec]."""
     has = rng.uniform(size=n) < fraction
     out["host_mag"] = np.where(has, rng.uniform(18.0, 23.0, n), np.nan)
     out["host_sigma"] = rng.uniform(0.3, 1.5, n)
@@ -441,8 +449,8 @@ def _host(rng, n, out, fraction, offset_scale):
 
 
 _PARAMS = ("period", "amp", "phase", "width", "depth2", "tau", "sf", "drw_t", "drw_d", "t0", "trise", "tfall", "te",
-           "u0", "blend", "host_mag", "host_sigma", "host_dx", "host_dy", "bog_flux", "bog_lobe", "bog_sep", "trail_len",
-           "trail_angle")
+           "u0", "blend", "host_mag", "host_sigma", "host_dx", "host_dy", "bog_flux", "bog_lobe", "bog_sep",
+           "trail_len", "trail_angle")
 
 
 def _base(rng, kind, n, epoch, **extra):
@@ -459,10 +467,11 @@ def _sample_var(rng, n, epoch):
     o = _base(rng, VAR, n, epoch)
     sub = rng.choice(4, n, p=[0.25, 0.3, 0.15, 0.3])        # RR Lyrae, eclipsing, long-period, spotted/rotating
     o["sub"] = np.where(sub == 0, _SAWTOOTH, np.where(sub == 1, _ECLIPSE, _SINE))
-    o["period"] = np.select([sub == 0, sub == 1, sub == 2], [rng.uniform(0.4, 0.8, n), np.exp(rng.uniform(np.log(0.3), np.log(10), n)),
-                            rng.uniform(80, 450, n)], np.exp(rng.uniform(0, np.log(30), n)))
-    o["amp"] = np.select([sub == 0, sub == 1, sub == 2], [rng.uniform(0.4, 1.0, n), rng.uniform(0.1, 1.0, n),
-                         rng.uniform(0.5, 3.0, n)], rng.uniform(0.03, 0.3, n))
+    kinds = [sub == 0, sub == 1, sub == 2]
+    o["period"] = np.select(kinds, [rng.uniform(0.4, 0.8, n), np.exp(rng.uniform(np.log(0.3), np.log(10), n)),
+                                    rng.uniform(80, 450, n)], np.exp(rng.uniform(0, np.log(30), n)))
+    o["amp"] = np.select(kinds, [rng.uniform(0.4, 1.0, n), rng.uniform(0.1, 1.0, n), rng.uniform(0.5, 3.0, n)],
+                         rng.uniform(0.03, 0.3, n))
     o["mag"] = np.where(sub == 3, _mag_faint(rng, n, 15.5, 20.0), _mag_faint(rng, n, 15.5, 22.5))
     o["color"] = np.where(sub == 2, rng.uniform(1.1, 1.6, n), rng.uniform(0.2, 1.3, n))
     o["phase"] = rng.uniform(0, 1, n)
@@ -493,9 +502,9 @@ def _sample_transient(rng, n, epoch, kind):
         _host(rng, n, o, 0.9, 1.5)
     else:
         # Kilonova-like and other fast risers: 0.5 to 4 mag/day on the way up, gone within days.
-        o = _base(rng, FAST, n, epoch, mag=rng.uniform(18.5, 22.5, n), color=rng.uniform(0.3, 1.2, n))
-        o["trise"], o["tfall"] = rng.uniform(0.3, 1.5, n), rng.uniform(2.0, 10.0, n)
-        peak = rng.uniform(now - 2, now + 5, n)
+        o = _base(rng, FAST, n, epoch, mag=rng.uniform(17.5, 21.5, n), color=rng.uniform(0.3, 1.2, n))
+        o["trise"], o["tfall"] = rng.uniform(0.3, 1.2, n), rng.uniform(2.0, 8.0, n)
+        peak = rng.uniform(now - 1, now + 4, n)
         _host(rng, n, o, 0.5, 2.0)
     o["t0"] = peak - o["trise"] * np.log(np.maximum(o["tfall"] / o["trise"] - 1.0, 1e-3))
     return o
@@ -527,6 +536,9 @@ def _sample_bogus(rng, n, epoch):
     snr = 4.0 + 3.0 * rng.pareto(1.5, n)
     star = np.where((sub == _RESIDUAL) | ((sub == _DIPOLE) & (rng.uniform(size=n) < 0.6)),
                     np.where(sub == _RESIDUAL, rng.uniform(13.5, 16.5, n), rng.uniform(15.5, 20.0, n)), np.nan)
+    # A negative detection needs light in the template to go below: a star or a template artefact.
+    negative = (sign < 0) & np.isin(sub, (_EDGE, _NOISE))
+    star = np.where(negative, ZP_NJY - 2.5 * np.log10(snr * err * rng.uniform(1.5, 4.0, n)), star)
     o["mag"], o["color"] = star, rng.uniform(0.3, 1.2, n)
     o["bog_flux"] = np.select([sub == _CR, sub == _STREAK, sub == _RESIDUAL],
                               [snr * err, snr * err, sign * rng.uniform(0.01, 0.05, n) * np.nan_to_num(_flux(star))],
@@ -561,8 +573,8 @@ def _mix(ra0: float, dec0: float) -> np.ndarray:
     plane = np.exp(-abs(gb) / 8.0)
     bulge = np.exp(-0.5 * (((gl + 180) % 360 - 180) / 12.0) ** 2 - 0.5 * (gb / 8.0) ** 2)
     sso = 0.015 + 0.09 * np.exp(-abs(beta) / 10.0)
-    w = np.array([0.24 + 0.45 * plane + 0.3 * bulge, 0.2 * (1 - 0.85 * plane), 0.07 * (1 - 0.8 * plane), 0.008,
-                  0.002 + 0.03 * max(plane, bulge), sso, 0.25 * sso, 0.22])
+    w = np.array([0.24 + 0.45 * plane + 0.3 * bulge, 0.2 * (1 - 0.85 * plane), 0.07 * (1 - 0.8 * plane), 0.012,
+                  0.003 + 0.04 * max(plane, bulge), sso, 0.25 * sso, 0.22])
     return w / w.sum()
 
 
@@ -585,7 +597,8 @@ def _var_shape(sub, phase, width, depth2):
 def _template_point(o: dict) -> np.ndarray:
     """Flux per band (n, 6) of the object itself in the template (the mean state of a variable)."""
     kind, n = o["kind"], len(o["kind"])
-    flux = np.where(np.isin(kind, (VAR, AGN, ULENS, BOGUS))[:, None], np.nan_to_num(_band_flux(o["mag"], o["color"])), 0.0)
+    in_template = np.isin(kind, (VAR, AGN, ULENS, BOGUS))[:, None]
+    flux = np.where(in_template, np.nan_to_num(_band_flux(o["mag"], o["color"])), 0.0)
     var = np.flatnonzero(kind == VAR)
     if len(var):
         phases = np.linspace(0, 1, 32, endpoint=False)
@@ -624,16 +637,22 @@ def _model_flux(o: dict, t: np.ndarray, band: np.ndarray) -> np.ndarray:
 
 
 def _drw(rng, o: dict, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Damped-random-walk magnitude offsets (k, E) at times t, walking away from each AGN's anchor state."""
-    tau, sigma = o["tau"][idx, None], o["sf"][idx, None] / np.sqrt(2)
+    """Damped-random-walk magnitude offsets (k, E) at times t, conditioned on each AGN's anchor state.
+
+    The walk is Markov and time-reversible, so it steps outwards from the anchor, into the past for
+    history and into the future for a revisit.
+    """
+    tau, sigma = o["tau"][idx], o["sf"][idx] / np.sqrt(2)
+    anchor_t, anchor_d = o["drw_t"][idx], o["drw_d"][idx]
     out = np.zeros((len(idx), len(t)))
-    prev_t, prev_d = o["drw_t"][idx], o["drw_d"][idx]
-    order = np.argsort(np.abs(t - prev_t.mean()), kind="stable")
-    for j in order:
-        a = np.exp(-np.abs(t[j] - prev_t) / tau[:, 0])
-        prev_d = prev_d * a + sigma[:, 0] * np.sqrt(1 - a**2) * rng.standard_normal(len(idx))
-        prev_t = np.full(len(idx), t[j])
-        out[:, j] = prev_d
+    offset = t - anchor_t[0]                  # objects drawn together share their anchor time
+    for side in (np.flatnonzero(offset < 0)[::-1], np.flatnonzero(offset >= 0)):
+        prev_t, prev_d = anchor_t, anchor_d
+        for j in side:
+            a = np.exp(-np.abs(t[j] - prev_t) / tau)
+            prev_d = prev_d * a + sigma * np.sqrt(1 - a**2) * rng.standard_normal(len(idx))
+            prev_t = np.full(len(idx), t[j])
+            out[:, j] = prev_d
     return out
 
 
@@ -695,9 +714,9 @@ def _asteroids(rng, ra, dec, mjd):
                   rng.uniform(3.9, 5.3, n)], rng.uniform(35, 50, n))
     e = np.where(cls == 1, rng.uniform(np.clip(1 - 1.3 / a, 0.05, 0.79), 0.8), rng.uniform(0, 0.25, n))   # NEO: q < 1.3
     inc = np.radians(np.abs(rng.normal(0, np.select([cls == 1], [15.0], 9.0), n)))
-    h_lo, h_hi = np.select([cls == 1, cls == 2, cls == 3], [15.0, 9.0, 3.0], 12.0), np.select(
-        [cls == 1, cls == 2, cls == 3], [25.0, 17.0, 9.0], 22.5)
-    big_h = _mag_faint(rng, n, 0.0, 1.0) * (h_hi - h_lo) + h_lo
+    h_lo = np.select([cls == 1, cls == 2, cls == 3], [15.0, 9.0, 3.0], 12.0)
+    h_hi = np.select([cls == 1, cls == 2, cls == 3], [25.0, 17.0, 9.0], 22.5)
+    big_h = _mag_faint(rng, n, h_lo, h_hi, slope=0.3)
     ecc_anom = _kepler(rng.uniform(0, 2 * np.pi, n), e)
     r = a * (1 - e * np.cos(ecc_anom))
     nu = 2 * np.arctan2(np.sqrt(1 + e) * np.sin(ecc_anom / 2), np.sqrt(1 - e) * np.cos(ecc_anom / 2))
@@ -784,7 +803,7 @@ def _elements(pos, vel):
 # ------------------------------------------------------------------------------------------- measurement
 def _host_fit(o: dict, idx, band, sigma_px) -> np.ndarray:
     """PSF-fit flux of the host galaxy at the source position, for a PSF of core sigma sigma_px."""
-    host = np.nan_to_num(_band_flux(np.nan_to_num(o["host_mag"][idx], nan=99.0), np.full(len(idx), 0.7)))
+    host = np.nan_to_num(_band_flux(np.nan_to_num(o["host_mag"][idx], nan=99.0), np.full(len(idx), _HOST_COLOR)))
     flux = np.take_along_axis(host, np.broadcast_to(band, np.shape(sigma_px)).astype(int), axis=1) \
         if np.ndim(sigma_px) == 2 else host[:, band]
     sp = np.asarray(sigma_px) * PIXEL_SCALE
@@ -816,8 +835,8 @@ def _measure(rng, o: dict, diff: np.ndarray, epochs: _Epochs) -> dict[str, np.nd
     lobes = np.flatnonzero((o["kind"] == BOGUS) & (o["sub"] == _DIPOLE))
     snr[lobes] = np.maximum(snr[lobes], o["bog_lobe"][lobes, None] / err[lobes])
     area = np.pi * 12.0**2
-    var_ap = (epochs.flux_err[None, :] ** 2 / epochs.nea[None, :] + _TEMPLATE_ERR[band] ** 2 / _nea(_TEMPLATE_SIGMA_PX)) \
-        * area + gain * np.maximum(science, 0)
+    sky_px = epochs.flux_err[None, :] ** 2 / epochs.nea[None, :] + _TEMPLATE_ERR[band] ** 2 / _nea(_TEMPLATE_SIGMA_PX)
+    var_ap = sky_px * area + gain * np.maximum(science, 0)
     return {"diff": diff, "psf": psf, "err": err, "snr": snr, "sci": science + n_sci, "sci_err": np.sqrt(var_sci),
             "tmpl": tmpl + n_tmpl, "tmpl_err": np.sqrt(var_tmpl),
             "ap": 0.97 * diff + np.sqrt(var_ap) * rng.standard_normal(diff.shape), "ap_err": np.sqrt(var_ap)}
@@ -889,8 +908,9 @@ def _source_table(rng, o: dict, oi: np.ndarray, epochs: _Epochs, ei: np.ndarray,
     ra_m = ra + rng.standard_normal(n) * pos_err / 3600 / cosd
     dec_m = dec + rng.standard_normal(n) * pos_err / 3600
     det, x, y = _detector(*_sky_to_focal(ra_m, dec_m, ep.ra0, ep.dec0, ep.rot))
-    det0, _, _ = _detector(*_sky_to_focal(ra, dec, ep.ra0, ep.dec0, ep.rot))
-    det = np.where(det >= 0, det, det0)
+    det0, x0, y0 = _detector(*_sky_to_focal(ra, dec, ep.ra0, ep.dec0, ep.rot))
+    moved_off = det != det0                          # a centroid error across a detector edge: keep the detector
+    det, x, y = np.where(moved_off, det0, det), np.where(moved_off, x0, x), np.where(moved_off, y0, y)
     x, y = np.clip(x, 0, _NX - 1), np.clip(y, 0, _NY - 1)
 
     rate_ra = o["rate_ra"][oi] if "rate_ra" in o else np.zeros(n)          # asteroids only
@@ -908,7 +928,7 @@ def _source_table(rng, o: dict, oi: np.ndarray, epochs: _Epochs, ei: np.ndarray,
 
     chi2 = ndata * np.exp(0.1 * rng.standard_normal(n)) * np.where(bogus, rng.uniform(1.5, 6, n), 1.0)
     dipole_try = is_sub[_DIPOLE] | (~bogus & ~moving & (rng.uniform(size=n) < 0.08))
-    # A dipole's PSF flux is its lobe difference times the overlap of the PSF with itself shifted by half the separation.
+    # A dipole's PSF flux is its lobe difference times the PSF's overlap with itself shifted by half the separation.
     sep = np.where(is_sub[_DIPOLE], o["bog_sep"][oi], np.abs(rng.normal(0, 0.08, n)))
     overlap = np.exp(-((sep / 2 / PIXEL_SCALE) ** 2) / (4 * sig_px**2))
     lobe = np.where(is_sub[_DIPOLE], o["bog_lobe"][oi], np.abs(m["psf"]) * 0.55)
@@ -920,8 +940,8 @@ def _source_table(rng, o: dict, oi: np.ndarray, epochs: _Epochs, ei: np.ndarray,
     ang = np.radians(trail_angle)
     reliability = np.where(bogus, np.where(rng.uniform(size=n) < 0.05, rng.beta(4, 2, n), rng.beta(1.2, 6, n)),
                            np.clip(rng.beta(9, 1.0, n) - 0.3 * np.exp(-(snr - 5) / 4), 0.0, 1.0))
-    extendedness = np.select([is_sub[_CR], is_sub[_DIPOLE] | is_sub[_RESIDUAL], is_sub[_STREAK] | moving & (trail > 1.5),
-                              is_sub[_EDGE] | is_sub[_NOISE]],
+    extendedness = np.select([is_sub[_CR], is_sub[_DIPOLE] | is_sub[_RESIDUAL],
+                              is_sub[_STREAK] | moving & (trail > 1.5), is_sub[_EDGE] | is_sub[_NOISE]],
                              [rng.uniform(0, 0.05, n), rng.beta(4, 2, n), rng.beta(5, 1.5, n), rng.beta(2, 2, n)],
                              rng.beta(1.2, 12, n))
     processed = ep.mjd + (EXPOSURE / 2 + rng.uniform(40, 200, n)) / 86400
@@ -965,15 +985,18 @@ def _source_table(rng, o: dict, oi: np.ndarray, epochs: _Epochs, ei: np.ndarray,
         "trailLength": trail, "trailLengthErr": 2 * pos_err + 0.02 * trail,
         "trailAngle": trail_angle, "trailAngleErr": np.degrees(np.minimum(np.pi, pos_err / np.maximum(trail, 0.05))),
         "trailChi2": chi2 * rng.uniform(0.9, 1.0, n), "trailNdata": ndata,
-        "dipoleMeanFlux": np.where(dipole_try, lobe, nan), "dipoleMeanFluxErr": np.where(dipole_try, m["err"] * 0.8, nan),
+        "dipoleMeanFlux": np.where(dipole_try, lobe, nan),
+        "dipoleMeanFluxErr": np.where(dipole_try, m["err"] * 0.8, nan),
         "dipoleFluxDiff": np.where(dipole_try, lobe_diff, nan),
         "dipoleFluxDiffErr": np.where(dipole_try, m["err"] * 1.2, nan),
-        "dipoleLength": np.where(dipole_try, sep, nan), "dipoleAngle": np.where(dipole_try, rng.uniform(0, 180, n), nan),
+        "dipoleLength": np.where(dipole_try, sep, nan),
+        "dipoleAngle": np.where(dipole_try, rng.uniform(0, 180, n), nan),
         "dipoleChi2": np.where(dipole_try, chi2 * rng.uniform(0.7, 1.1, n), nan),
         "dipoleNdata": np.where(dipole_try, ndata, 0),
         "scienceFlux": m["sci"], "scienceFluxErr": m["sci_err"],
         "templateFlux": m["tmpl"], "templateFluxErr": m["tmpl_err"],
-        "ixx": psf_moment * (1 + e1) + extra * np.sin(ang) ** 2, "iyy": psf_moment * (1 - e1) + extra * np.cos(ang) ** 2,
+        "ixx": psf_moment * (1 + e1) + extra * np.sin(ang) ** 2,
+        "iyy": psf_moment * (1 - e1) + extra * np.cos(ang) ** 2,
         "ixy": psf_moment * e2 + extra * np.sin(ang) * np.cos(ang),
         "ixxPSF": psf_moment * 1.01, "iyyPSF": psf_moment * 0.99, "ixyPSF": psf_moment * 0.005,
         "extendedness": extendedness, "reliability": reliability, "band": np.array(list(BANDS))[ep.band],
@@ -1061,7 +1084,8 @@ def _object_table(n: int, object_id: np.ndarray, sources: dict, forced: dict, cu
     for b, name in enumerate(BANDS):
         cols = slice(b, size, 6)
         table.update({
-            f"{name}_psfFluxMean": mean[cols], f"{name}_psfFluxMeanErr": 1 / np.sqrt(np.where(sum_w[cols] > 0, sum_w[cols], np.nan)),
+            f"{name}_psfFluxMean": mean[cols],
+            f"{name}_psfFluxMeanErr": 1 / np.sqrt(np.where(sum_w[cols] > 0, sum_w[cols], np.nan)),
             f"{name}_psfFluxSigma": sigma[cols], f"{name}_psfFluxNdata": count[cols].astype(int),
             f"{name}_fpFluxMean": fp_mean[cols], f"{name}_fpFluxMeanErr": fp_err[cols],
             f"{name}_scienceFluxMean": sci_mean[cols],
@@ -1105,6 +1129,15 @@ def _ss_table(o: dict, oi: np.ndarray, src: dict) -> dict:
     return table
 
 
+def _orbit_json(designation: str, q: float, e: float, i: float, node: float, argperi: float, mjd: float) -> str:
+    """A reduced MPC orbit JSON (mpc_orb format): designation, cometary elements, epoch."""
+    return json.dumps({"designation_data": {"unpacked_primary_provisional_designation": designation},
+                       "COM": {"q": round(q, 8), "e": round(e, 8), "i": round(i, 6), "node": round(node, 6),
+                               "argperi": round(argperi, 6)},
+                       "epoch_data": {"epoch": round(mjd, 1), "timeform": "MJD", "timesystem": "TT"}},
+                      separators=(",", ":"))
+
+
 def _mpc_table(o: dict, oi: np.ndarray, mjd: float) -> dict:
     """mpc_orbits rows: the orbit the MPC would hold for each known asteroid."""
     n = len(oi)
@@ -1113,20 +1146,17 @@ def _mpc_table(o: dict, oi: np.ndarray, mjd: float) -> dict:
     rel = 10.0 ** (u / 2 - 7.5)                  # fractional element uncertainty grows with the U parameter
     period = 360.0 / o["mean_motion"][oi]
     arc = np.minimum(o["nopp"][oi] * 365.25 * 0.8, 12000.0) + 30
-    created = [datetime(2015, 1, 1, tzinfo=timezone.utc) + timedelta(days=3650 * f) for f in o["orbit_created"][oi].tolist()]
+    created = [datetime(2015, 1, 1, tzinfo=timezone.utc) + timedelta(days=3650 * f)
+               for f in o["orbit_created"][oi].tolist()]
     fitted = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=mjd - 61041.0 - 10)
     nan = np.full(n, np.nan)
     table = {
         "id": o["mpc_id"][oi], "designation": o["designation"][oi],
         "packed_primary_provisional_designation": o["packed"][oi],
         "unpacked_primary_provisional_designation": o["designation"][oi],
-        "mpc_orb_jsonb": [json.dumps({"designation_data": {"unpacked_primary_provisional_designation": d},
-                                      "COM": {"q": round(q, 8), "e": round(ee, 8), "i": round(i, 6),
-                                              "node": round(nd, 6), "argperi": round(w, 6)},
-                                      "epoch_data": {"epoch": round(mjd, 1), "timeform": "MJD", "timesystem": "TT"}},
-                                     separators=(",", ":"))
-                          for d, q, ee, i, nd, w in zip(o["designation"][oi].tolist(), o["q"][oi].tolist(), e.tolist(),
-                                                        o["i"][oi].tolist(), o["node"][oi].tolist(), o["argperi"][oi].tolist())],
+        "mpc_orb_jsonb": [_orbit_json(*row, mjd) for row in zip(
+            o["designation"][oi].tolist(), o["q"][oi].tolist(), e.tolist(), o["i"][oi].tolist(),
+            o["node"][oi].tolist(), o["argperi"][oi].tolist())],
         "created_at": created, "updated_at": [fitted] * n, "fitting_datetime": [fitted] * n,
         "orbit_type_int": np.full(n, -1), "u_param": o["u_param"][oi], "nopp": o["nopp"][oi],
         "arc_length_total": arc, "arc_length_sel": arc * 0.98, "nobs_total": o["nobs"][oi],
@@ -1134,9 +1164,11 @@ def _mpc_table(o: dict, oi: np.ndarray, mjd: float) -> dict:
         "a": a, "q": o["q"][oi], "e": e, "i": o["i"][oi], "node": o["node"][oi], "argperi": o["argperi"][oi],
         "peri_time": o["mean_anomaly"][oi] / o["mean_motion"][oi], "mean_anomaly": o["mean_anomaly"][oi],
         "period": period, "mean_motion": o["mean_motion"][oi],
-        "a_unc": a * rel, "q_unc": o["q"][oi] * rel, "e_unc": np.maximum(e, 0.01) * rel, "i_unc": o["i"][oi] * rel + 1e-6,
+        "a_unc": a * rel, "q_unc": o["q"][oi] * rel, "e_unc": np.maximum(e, 0.01) * rel,
+        "i_unc": o["i"][oi] * rel + 1e-6,
         "node_unc": 360 * rel, "argperi_unc": 360 * rel, "peri_time_unc": period * rel,
-        "mean_anomaly_unc": 360 * rel, "period_unc": period * 1.5 * rel, "mean_motion_unc": o["mean_motion"][oi] * 1.5 * rel,
+        "mean_anomaly_unc": 360 * rel, "period_unc": period * 1.5 * rel,
+        "mean_motion_unc": o["mean_motion"][oi] * 1.5 * rel,
         "epoch_mjd": np.full(n, float(np.floor(mjd))), "h": o["H"][oi], "g": np.full(n, 0.15),
         "not_normalized_rms": 0.2 + 0.1 * u, "normalized_rms": 0.5 + 0.05 * u,
         "earth_moid": np.abs(o["q"][oi] - 1.0) * np.cos(np.radians(o["i"][oi])) + 0.001,
@@ -1155,7 +1187,8 @@ class _Field:
     seq: int
     ra0: float
     dec0: float
-    pair_band: int
+    band: int                   # of the first visit
+    pair_band: int              # of the revisit
     epochs: _Epochs
     next_slot: int = 0
     kept: dict | None = None
@@ -1170,7 +1203,7 @@ def _new_field(rng, visit: int, mjd: float | None) -> _Field:
     seq = visit % 100_000
     now = _Epochs(np.array([visit], np.int64), np.array([mjd]), np.array([band]), np.array([ra0]), np.array([dec0]),
                   np.array([rng.uniform(0, 360)]), fwhm, m5, np.array([True]))
-    return _Field(seq, ra0, dec0, pair_band, _past_visits(rng, mjd, ra0, dec0, seq).extend(now))
+    return _Field(seq, ra0, dec0, band, pair_band, _past_visits(rng, mjd, ra0, dec0, seq).extend(now))
 
 
 def _revisit_epoch(rng, field: _Field, visit: int) -> _Epochs:
@@ -1203,7 +1236,8 @@ def _history(rng, o: dict, epochs: _Epochs, now: int):
     old = sub["old"] & any_det
     created = np.where(old, -1, first)
     first_visit = np.where(first < now, past.visit[np.minimum(first, len(past) - 1)], epochs.visit[now])
-    first_visit = np.where(old, _old_visit(rng, epochs.mjd[now], int(epochs.visit[now] % 100_000), len(idx)), first_visit)
+    before_window = _old_visit(rng, epochs.mjd[now], int(epochs.visit[now] % 100_000), len(idx))
+    first_visit = np.where(old, before_window, first_visit)
     o["object_id"][idx] = _ids(first_visit, sub["slot"])
     r, c = np.nonzero(detected)
     prv = _source_table(rng, o, idx[r], past, c, {k: v[r, c] for k, v in m.items()}, o["ra"][idx[r]], o["dec"][idx[r]])
@@ -1218,11 +1252,11 @@ def _carry(rng, field: _Field, epochs: _Epochs, now: int):
     o = dict(kept["obj"])
     epoch = epochs.take(now)
     sso = np.flatnonzero(o["kind"] == SSO)
-    dt = epoch.mjd[0] - o["ss_t"][sso]
-    o["dec"] = o["dec"].copy()
-    o["ra"] = o["ra"].copy()
-    o["ra"][sso] = (o["ra"][sso] + o["rate_ra"][sso] * dt / np.cos(np.radians(o["dec"][sso]))) % 360
-    o["dec"][sso] = o["dec"][sso] + o["rate_dec"][sso] * dt
+    if len(sso):                                   # asteroids have moved on along their ephemeris
+        dt = epoch.mjd[0] - o["ss_t"][sso]
+        o["ra"], o["dec"] = o["ra"].copy(), o["dec"].copy()
+        o["ra"][sso] = (o["ra"][sso] + o["rate_ra"][sso] * dt / np.cos(np.radians(o["dec"][sso]))) % 360
+        o["dec"][sso] = o["dec"][sso] + o["rate_dec"][sso] * dt
     det, _, _ = _coverage(o, np.arange(len(o["kind"])), epoch)
     m = _measure(rng, o, _flux_at(rng, o, epoch.mjd, epoch.band), epoch)
     keep = np.flatnonzero((det[:, 0] >= 0) & (m["snr"][:, 0] >= 5))
@@ -1272,7 +1306,8 @@ def _observe(rng, field: _Field, n: int, with_cutouts: bool) -> list[dict]:
     n_carried = len(carried.get("kind", ()))
     if n_carried > n:
         carried = _take(carried, np.arange(n))
-        carried_prv, carried_forced = ({k: v[t["_oi"] < n] for k, v in t.items()} for t in (carried_prv, carried_forced))
+        carried_prv, carried_forced = ({k: v[t["_oi"] < n] for k, v in t.items()}
+                                       for t in (carried_prv, carried_forced))
         n_carried = n
     counts = _fresh_counts(rng, n, _mix(field.ra0, field.dec0), carried.get("kind", np.zeros(0, int)))
     parts = [_draw(rng, kind, int(count), epochs, now, forbid) for kind, count in enumerate(counts) if count]
@@ -1296,10 +1331,11 @@ def _observe(rng, field: _Field, n: int, with_cutouts: bool) -> list[dict]:
     m = {k[4:]: v for k, v in o.items() if k.startswith("now_")}
     current = _source_table(rng, o, np.arange(n), epochs, np.full(n, now), m, o["ra"], o["dec"])
     prv, forced = _concat([carried_prv, prv]), _concat([carried_forced, forced])
-    objects = np.flatnonzero(o["kind"] != SSO)            # asteroids have no diaObject to measure
-    forced_now = _forced_table(rng, o, objects, epochs, np.full(len(objects), now),
-                               {k: v[objects] for k, v in m.items()})
     if field.kept is None:
+        # Forced photometry of this visit joins the history the revisit will see (asteroids have no diaObject).
+        objects = np.flatnonzero(o["kind"] != SSO)
+        forced_now = _forced_table(rng, o, objects, epochs, np.full(len(objects), now),
+                                   {k: v[objects] for k, v in m.items()})
         _keep(field, o, prv, forced, current, forced_now)
     else:
         field.kept = None
@@ -1321,7 +1357,7 @@ def _local_cd(ra, dec, epoch: _Epochs) -> np.ndarray:
 
 
 def _cutouts(rng, o: dict, cur: dict, epoch: _Epochs, writer: cut.CutoutWriter):
-    n = len(cur["x"])
+    """Difference, science and template cutouts of the current sources, drawn to match their catalogue values."""
     side = cut.cutout_side(cur["bboxSize"])
     x, y = cur["x"], cur["y"]
     minx, miny = np.rint(x).astype(int) - side // 2, np.rint(y).astype(int) - side // 2
@@ -1336,7 +1372,7 @@ def _cutouts(rng, o: dict, cur: dict, epoch: _Epochs, writer: cut.CutoutWriter):
     bearing = np.radians(np.where(shape == cut.DIPOLE, cur["dipoleAngle"], cur["trailAngle"]))
     direction = np.einsum("kij,kj->ki", inv, np.stack([np.sin(bearing), np.cos(bearing)], axis=1))
     hx, hy = np.einsum("kij,kj->ki", inv, np.nan_to_num(np.column_stack([o["host_dx"], o["host_dy"]]))).T
-    host_flux = np.nan_to_num(_flux(o["host_mag"] + 0.7 * _COLOR_K[epoch.band[0]]))
+    host_flux = np.nan_to_num(_flux(o["host_mag"] + _HOST_COLOR * _COLOR_K[epoch.band[0]]))
     lobe = np.nan_to_num(cur["dipoleMeanFlux"])
     half_diff = np.nan_to_num(cur["dipoleFluxDiff"]) / 2
     scenes = cut.Scenes(
@@ -1395,7 +1431,7 @@ def _assemble(rng, o: dict, epoch: _Epochs, cur: dict, prv: dict, forced: dict, 
     else:
         diff = sci = tmpl = [None] * n
     gl, gb = _galactic(field.ra0, field.dec0)
-    reason = f"pairs_{BANDS[field.epochs.band[-1] if field.kept is None else epoch.band[0]]}{BANDS[field.pair_band]}_33.0"
+    reason = f"pairs_{BANDS[field.band]}{BANDS[field.pair_band]}_33.0"          # scheduler names, as in RTN-097
     target = "lowdust" if abs(gb) > 15 else "galactic_plane"
     alerts = []
     for i in np.lexsort((o["slot"], cur["detector"])).tolist():
@@ -1438,7 +1474,8 @@ def _bulk():
             gc.enable()
 
 
-def simulate_visit(visit: int, n_alerts: int, seed: int, *, cutouts: bool = True, mjd: float | None = None) -> list[dict]:
+def simulate_visit(visit: int, n_alerts: int, seed: int, *, cutouts: bool = True,
+                   mjd: float | None = None) -> list[dict]:
     """One visit's alerts as plain dicts valid under the lsst.v11_1.alert Avro schema (fastavro-serialisable).
 
     The same (visit, n_alerts, seed, mjd) always gives the same alerts; this is also the first visit that
