@@ -1,18 +1,24 @@
-"""`afs bench visit`: one simulated visit, per-record fastavro decoding alone vs the whole worker path.
+"""Stream benchmarks: simulated visits through a real broker and worker, against a baseline.
 
-Both figures come from the same run on the same alerts, so their ratio means something on a
-shared, noisy machine where absolute seconds do not.
+Every figure is printed beside per-record fastavro decoding of the same alerts measured in the same
+run, so the ratio means something on a shared, noisy machine where absolute seconds do not.
+`afs bench visit` is one visit with the predefined filters (issue #2); `afs bench stream` replays
+several visits at a cadence with a generated mix of K filters (issue #7's harness).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import statistics
 import tempfile
 import time
+import tokenize
+from dataclasses import dataclass
 from pathlib import Path
 
 import fastavro
+import numpy as np
 
 from afs.alerts.codec import AlertCodec, split_header
 from afs.broker import EmbeddedBroker, ensure_topics, free_port, service_topics
@@ -20,7 +26,35 @@ from afs.config import Settings
 from afs.filtering import load_filter_dir
 from afs.outputs import Outputs, collect, output_consumer
 from afs.processes import worker_process
-from afs.produce import produce_messages, producer_for
+from afs.produce import producer_for
+
+Message = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class StreamCase:
+    visits: int = 1
+    alerts: int = 10_000
+    filters: int | None = None  # None: the predefined filters as they are
+    cadence_s: float = 0.0  # 0: each visit is produced as soon as the previous one is out
+    seed: int = 7
+
+
+@dataclass
+class VisitTiming:
+    """One visit, from its first produce to its last lightweight packet (broker timestamps, ms)."""
+
+    first_ms: int
+    last_ms: int
+    latencies_ms: list[int]
+
+    @property
+    def alerts(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def wall_s(self) -> float:
+        return (self.last_ms - self.first_ms) / 1e3
 
 
 def decode_rate(codec: AlertCodec, messages: list[bytes]) -> float:
@@ -32,51 +66,120 @@ def decode_rate(codec: AlertCodec, messages: list[bytes]) -> float:
     return len(messages) / (time.perf_counter() - started)
 
 
-async def worker_path(settings: Settings, messages: list[tuple[bytes, bytes]], warmup: tuple[bytes, bytes],
-                      log_path: Path) -> tuple[float, Outputs]:
-    """Seconds from the first produce to the last output of the visit, through a real worker process."""
+def filter_mix(predefined: Path, count: int, seed: int) -> dict[str, str]:
+    """``count`` filters: the predefined ones, then variations with their float cuts scaled by 0.7-1.3."""
+    sources = {p.stem: p.read_text() for p in sorted(predefined.glob("*.py")) if not p.name.startswith("_")}
+    rng = np.random.default_rng(seed)
+    mix = dict(list(sources.items())[:count])
+    names = list(sources)
+    while len(mix) < count:
+        base = names[len(mix) % len(names)]
+        mix[f"{base}_v{len(mix)}"] = _scale_float_literals(sources[base], rng)
+    return mix
+
+
+def _scale_float_literals(source: str, rng: np.random.Generator) -> str:
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    out = [(t.type, f"{float(t.string) * rng.uniform(0.7, 1.3):.4g}")
+           if t.type == tokenize.NUMBER and ("." in t.string or "e" in t.string.lower()) else (t.type, t.string)
+           for t in tokens]
+    return tokenize.untokenize(out)
+
+
+def encode_visits(case: StreamCase, codec: AlertCodec) -> list[list[Message]]:
+    from afs.alerts.simulate import simulate_visits
+
+    return [[(str(a["diaSourceId"]).encode(), codec.encode(a)) for a in alerts]
+            for _, alerts in simulate_visits(case.visits, case.alerts, case.seed)]
+
+
+async def _produce(producer, topic: str, messages: list[Message]) -> dict[int, int]:  # noqa: ANN001
+    """Send a visit; the broker-acknowledged produce timestamp (ms) of each alert by diaSourceId."""
+    pending = [(key, await producer.send(topic, value, key=key)) for key, value in messages]
+    return {int(key): (await future).timestamp for key, future in pending}
+
+
+async def replay(settings: Settings, visits: list[list[Message]], warmup: Message, case: StreamCase,
+                 log_path: Path) -> tuple[list[VisitTiming], Outputs]:
+    """Produce the visits at the case's cadence into a real worker and time every alert's lightweight packet."""
     topics = service_topics(settings) | {settings.filter_topic(s.id): settings.output_partitions
                                          for s in load_filter_dir(settings.filters_dir)}
     await ensure_topics(settings, topics)
     producer = producer_for(settings)
     await producer.start()
     consumer = await output_consumer(settings, [t for t in topics if t != settings.alerts_topic])
+    outputs = Outputs()
     try:
         with worker_process(settings, log_path) as worker:
-            await produce_messages(producer, settings.alerts_topic, [warmup])
-            outputs = Outputs()
-            await collect(consumer, settings, outputs, 1, worker, timeout_s=120)  # worker started and joined
-            started = time.monotonic()
-            await produce_messages(producer, settings.alerts_topic, messages)
-            await collect(consumer, settings, outputs, 1 + len(messages), worker, timeout_s=900)
-            return outputs.last_seen - started, outputs
+            await _produce(producer, settings.alerts_topic, [warmup])
+            await collect(consumer, settings, outputs, 1, worker, timeout_s=120)  # worker up and assigned
+            total = 1 + sum(map(len, visits))
+            collecting = asyncio.create_task(collect(consumer, settings, outputs, total, worker, timeout_s=1800,
+                                                     settle_s=1.0))
+            produced: list[dict[int, int]] = []
+            for n, messages in enumerate(visits):
+                started = time.monotonic()
+                produced.append(await _produce(producer, settings.alerts_topic, messages))
+                if case.cadence_s:
+                    await asyncio.sleep(max(0.0, case.cadence_s - (time.monotonic() - started)))
+                else:
+                    await _wait_for(outputs, 1 + sum(map(len, visits[: n + 1])), collecting)
+            await collecting
     finally:
         await producer.stop()
         await consumer.stop()
+    return [_timing(sent, outputs) for sent in produced], outputs
 
 
-def bench_visit(settings: Settings, n_alerts: int, seed: int) -> None:
-    from afs.alerts.simulate import simulate_visit
+async def _wait_for(outputs: Outputs, count: int, collecting: asyncio.Task[None]) -> None:
+    while outputs.accounted < count and not collecting.done():
+        await asyncio.sleep(0.05)
+    if collecting.done():
+        collecting.result()  # re-raise a worker failure or time-out
 
+
+def _timing(sent: dict[int, int], outputs: Outputs) -> VisitTiming:
+    out = {sid: outputs.lightweight_ms[sid] for sid in sent}
+    return VisitTiming(min(sent.values()), max(out.values()), [out[sid] - sent[sid] for sid in sent])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def run_case(settings: Settings, case: StreamCase) -> None:
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
     started = time.perf_counter()
-    alerts = simulate_visit(1, n_alerts, seed)
-    messages = [(str(a["diaSourceId"]).encode(), codec.encode(a)) for a in alerts]
-    warmup_alert = simulate_visit(2, 1, seed + 1)[0]
-    warmup = (str(warmup_alert["diaSourceId"]).encode(), codec.encode(warmup_alert))
-    del alerts
-    size = sum(len(m) for _, m in messages)
-    print(f"simulated {n_alerts} alerts ({size / 1e6:.0f} MB, {size / n_alerts / 1e3:.0f} kB mean) "
-          f"in {time.perf_counter() - started:.1f} s")
+    visits = encode_visits(case, codec)
+    from afs.alerts.simulate import simulate_visit
 
-    baseline = decode_rate(codec, [m for _, m in messages])
+    warm = simulate_visit(1, 1, case.seed + 1000)[0]
+    warmup = (str(warm["diaSourceId"]).encode(), codec.encode(warm))
+    size = sum(len(m) for visit in visits for _, m in visit)
+    n_alerts = sum(map(len, visits))
+    print(f"simulated {case.visits} x {case.alerts} alerts ({size / 1e6:.0f} MB, {size / n_alerts / 1e3:.0f} kB mean) "
+          f"in {time.perf_counter() - started:.1f} s")
+    baseline = decode_rate(codec, [m for _, m in visits[0]])
+
     with tempfile.TemporaryDirectory(prefix="afs-bench-") as tmp, EmbeddedBroker(free_port()) as broker:
-        run_settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
-                                                   "archive_dir": Path(tmp) / "archive"})
-        seconds, outputs = asyncio.run(worker_path(run_settings, messages, warmup, Path(tmp) / "worker.log"))
-    rate = n_alerts / seconds
-    matched = sum(len(v) for v in outputs.matches.values())
+        filters_dir = settings.filters_dir
+        if case.filters is not None:
+            filters_dir = Path(tmp) / "filters"
+            filters_dir.mkdir()
+            for name, source in filter_mix(settings.filters_dir, case.filters, case.seed).items():
+                (filters_dir / f"{name}.py").write_text(source)
+        run = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "archive_dir": Path(tmp) / "archive",
+                                          "filters_dir": filters_dir})
+        timings, outputs = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log"))
+        n_filters = len(load_filter_dir(filters_dir))
+
+    rate = n_alerts / ((timings[-1].last_ms - timings[0].first_ms) / 1e3)
+    print(f"{n_filters} filters, {sum(map(len, outputs.matches.values()))} matches, "
+          f"cadence {case.cadence_s or 'back-to-back'}")
+    print(f"{'visit':>5s} {'alerts':>7s} {'wall s':>7s} {'alerts/s':>9s} {'latency p50':>12s} {'p99':>9s}")
+    for i, t in enumerate(timings, 1):
+        print(f"{i:5d} {t.alerts:7d} {t.wall_s:7.1f} {t.alerts / t.wall_s:9,.0f} "
+              f"{_percentile(t.latencies_ms, 50) / 1e3:10.1f} s {_percentile(t.latencies_ms, 99) / 1e3:7.1f} s")
     print(f"{'per-record fastavro decode alone (1 core)':46s} {baseline:9,.0f} alerts/s")
-    print(f"{'whole worker path (broker->worker->outputs)':46s} {rate:9,.0f} alerts/s  "
-          f"({seconds:.1f} s for the visit, {len(load_filter_dir(settings.filters_dir))} filters, {matched} matches)")
+    print(f"{'whole worker path (broker->worker->outputs)':46s} {rate:9,.0f} alerts/s")
     print(f"{'ratio worker path / decode alone':46s} {rate / baseline:9.2f}")

@@ -124,10 +124,26 @@ def bench() -> None:
 @click.option("--alerts", "n_alerts", default=10_000, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 def bench_visit(n_alerts: int, seed: int) -> None:
-    """Replay one visit: per-record fastavro decoding alone vs the whole worker path."""
-    from afs.bench import bench_visit as run
+    """Replay one visit with the predefined filters: decoding alone vs the whole worker path."""
+    from afs.bench import StreamCase, run_case
 
-    run(_settings(), n_alerts, seed)
+    run_case(_settings(), StreamCase(visits=1, alerts=n_alerts, seed=seed))
+
+
+@bench.command("stream")
+@click.option("--visits", default=3, show_default=True)
+@click.option("--alerts", "n_alerts", default=10_000, show_default=True, help="Alerts per visit.")
+@click.option("--filters", "n_filters", default=100, show_default=True,
+              help="Active filters: the predefined ones plus generated variations.")
+@click.option("--cadence", "cadence_s", default=0.0, show_default=True,
+              help="Seconds between visits (Rubin: ~32); 0 produces each visit when the last is out.")
+@click.option("--seed", default=7, show_default=True)
+def bench_stream(visits: int, n_alerts: int, n_filters: int, cadence_s: float, seed: int) -> None:
+    """Replay visits with K filters: alerts/s, wall per visit, produce-to-output latency p50/p99."""
+    from afs.bench import StreamCase, run_case
+
+    run_case(_settings(), StreamCase(visits=visits, alerts=n_alerts, filters=n_filters, cadence_s=cadence_s,
+                                     seed=seed))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class Outputs:
     """What the service published, keyed by diaSourceId."""
 
     lightweight: Counter[int] = field(default_factory=Counter)
+    lightweight_ms: dict[int, int] = field(default_factory=dict)  # broker timestamp of each packet
     dead_letters: list[tuple[bytes | None, str]] = field(default_factory=list)
     matches: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     sample_packet: dict[str, Any] | None = None
@@ -35,6 +36,7 @@ class Outputs:
         prefix = settings.filter_topic_prefix
         if topic == settings.lightweight_topic:
             self.lightweight.update(int(r.key) for r in records)
+            self.lightweight_ms.update((int(r.key), r.timestamp) for r in records)
             if self.sample_packet is None:
                 self.sample_packet = lightweight.decode(records[0].value)
         elif topic == settings.dead_letter_topic:
