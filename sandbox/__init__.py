@@ -7,16 +7,21 @@ The service uses only what is exported here:
         rejected = pool.set_filters([FilterSpec(id, owner, source), ...])
         result = pool.run_batch(alerts)         # BatchResult: outcomes by filter id
         pool.enable(filter_id)                  # after a new version or an admin's decision
+    outcome = result.outcomes[id]               # FilterOutcome
+    cpu = merge_histograms(cpu, outcome.cpu_histogram)  # CPU per call, over batches
+    p50_s, p99_s = histogram_quantile(cpu, 0.5), histogram_quantile(cpu, 0.99)
 
 This package imports nothing from the service (`afs`).
 """
 from .compiler import FilterInfo, compile_filter
+from .cpu_histogram import CPU_HISTOGRAM_EDGES_S, histogram_quantile, merge_histograms
 from .errors import FilterRejected
 from .limits import SandboxLimits
 from .pool import FilterSpec, SandboxPool
 from .results import BatchResult, FilterOutcome
 
 __all__ = [
-    "BatchResult", "FilterInfo", "FilterOutcome", "FilterRejected", "FilterSpec",
-    "SandboxLimits", "SandboxPool", "compile_filter",
+    "CPU_HISTOGRAM_EDGES_S", "BatchResult", "FilterInfo", "FilterOutcome", "FilterRejected",
+    "FilterSpec", "SandboxLimits", "SandboxPool", "compile_filter", "histogram_quantile",
+    "merge_histograms",
 ]

@@ -7,7 +7,8 @@ Over one batch of alerts, with 1, 10 and 100 filters, in one run:
   restricted  the same filters compiled by sandbox.compiler, with the guards, in
               this process (the language's cost alone)
   sandboxed   SandboxPool.run_batch with its worker processes (everything: pickling,
-              pipes, freezing, guards, watchdog), wall time and the workers' CPU
+              pipes, freezing, guards, watchdog), wall time and the workers' CPU,
+              and the CPU per call (p50/p99 over all filters, from cpu_histogram)
 and the per-alert costs paid once per alert: freezing, pickling, and a whole
 sandboxed batch with one trivial filter. The alerts come from
 afs.alerts.simulate when the service is installed alongside (a dev-time
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import functools
 import marshal
 import pickle
 import sys
@@ -26,6 +28,7 @@ from typing import Any
 
 from . import helpers
 from .compiler import compile_source
+from .cpu_histogram import histogram_quantile, merge_histograms
 from .freeze import freeze_top, project
 from .limits import SandboxLimits
 from .pool import FilterSpec, SandboxPool
@@ -131,7 +134,9 @@ def _per_alert_costs(alerts: list[dict[str, Any]]) -> dict[str, float]:
             "bytes": len(payload) / n}
 
 
-def _sandboxed(pool: SandboxPool, sources: list[str], alerts: list[dict[str, Any]]) -> tuple[float, float, dict[str, list[tuple[int, float]]]]:
+def _sandboxed(pool: SandboxPool, sources: list[str], alerts: list[dict[str, Any]],
+               ) -> tuple[float, float, dict[str, list[tuple[int, float]]], tuple[int, ...]]:
+    """Wall and CPU seconds, matches by filter, and the CPU per call of every filter."""
     rejected = pool.set_filters([FilterSpec(f"f{i}", f"owner{i % 7}", s) for i, s in enumerate(sources)])
     if rejected:
         raise SystemExit(f"benchmark filters rejected: {rejected}")
@@ -140,7 +145,14 @@ def _sandboxed(pool: SandboxPool, sources: list[str], alerts: list[dict[str, Any
     result = pool.run_batch(alerts)
     wall = time.perf_counter() - started
     cpu = sum(o.cpu_seconds for o in result.outcomes.values())
-    return wall, cpu, {fid: o.matches for fid, o in result.outcomes.items()}
+    per_call = functools.reduce(merge_histograms,
+                                (o.cpu_histogram for o in result.outcomes.values()))
+    return wall, cpu, {fid: o.matches for fid, o in result.outcomes.items()}, per_call
+
+
+def _quantiles_us(histogram: tuple[int, ...]) -> str:
+    """p50/p99 of CPU per call, as the upper edges of their bins."""
+    return "/".join(f"{histogram_quantile(histogram, q) * 1e6:.3g}" for q in (0.5, 0.99))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,12 +175,13 @@ def main(argv: list[str] | None = None) -> None:
         for label, source in (("all keys", "def filter(alert):\n    return False\n"),
                               ("READS diaSource", 'READS = ("diaSource",)\n'
                                                   "def filter(alert):\n    return False\n")):
-            wall, _, _ = _sandboxed(pool, [source], alerts)
+            wall, _, _, _ = _sandboxed(pool, [source], alerts)
             print(f"sandboxed batch, 1 trivial filter ({label}): {wall:.2f} s = "
                   f"{wall / n * 1e3:.3f} ms per alert (IPC + freezing + call)")
         print()
         print(f"{'filters':>7} {'plain s':>8} {'restr. s':>9} {'sandbox s':>10} {'sbx cpu s':>10}"
-              f" {'restr/plain':>12} {'sbx/plain':>10} {'sbx cpu/plain':>14} {'us/alert/filter':>16}")
+              f" {'restr/plain':>12} {'sbx/plain':>10} {'sbx cpu/plain':>14} {'us/alert/filter':>16}"
+              f" {'call p50/p99 us':>16}")
         for count in (1, 10, 100):
             sources = filter_sources(count)
             reads = [compile_source(s).info.reads for s in sources]
@@ -177,12 +190,12 @@ def main(argv: list[str] | None = None) -> None:
                                                      reads_keys, tops)
             restricted_s, restricted_matches = _run_in_process(
                 [_restricted_function(s) for s in sources], reads_keys, tops)
-            wall, cpu, matches = _sandboxed(pool, sources, alerts)
+            wall, cpu, matches, per_call = _sandboxed(pool, sources, alerts)
             if restricted_matches != plain_matches or [matches[f"f{i}"] for i in range(count)] != plain_matches:
                 raise SystemExit("sandboxed results differ from plain Python")
             print(f"{count:>7} {plain_s:>8.3f} {restricted_s:>9.3f} {wall:>10.3f} {cpu:>10.3f}"
                   f" {restricted_s / plain_s:>12.2f} {wall / plain_s:>10.2f} {cpu / plain_s:>14.2f}"
-                  f" {wall / n / count * 1e6:>16.2f}")
+                  f" {wall / n / count * 1e6:>16.2f} {_quantiles_us(per_call):>16}")
 
 
 if __name__ == "__main__":

@@ -256,18 +256,23 @@ class SandboxPool:
             state.offending_id = None if culprit is None else _dia_source_id(alerts[culprit])
             log.warning("sandbox disabled filter %s of %s: %s (diaSourceId %s)", state.spec.id,
                         state.spec.owner, reason, state.offending_id)
-        if tally.unfinished:
-            log.error("sandbox could not finish filter %s on this batch", state.spec.id)
+        if tally.unevaluated:
+            log.warning("sandbox did not run filter %s on every alert: %s", state.spec.id,
+                        tally.incomplete)
         offending_id = state.offending_id
         if state.disabled is None and tally.kills and tally.kills[-1].alert is not None:
             offending_id = _dia_source_id(alerts[tally.kills[-1].alert])
         return FilterOutcome(
             matches=sorted(tally.matches),
-            errors=sorted(tally.errors)[:limits.max_errors + 1],
+            errors=sorted(tally.errors),
             timeouts=len(tally.timeouts),
             kills=len(tally.kills),
             cpu_seconds=tally.cpu_seconds,
             disabled=state.disabled,
             offending_id=offending_id,
+            cpu_histogram=tally.cpu_histogram,
+            evaluated=tally.evaluated,
+            unevaluated=sum(tally.unevaluated.values()),
+            incomplete=tally.incomplete,
         )
 

@@ -12,11 +12,15 @@ import math
 import pickle
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-# Progress cursor shared with the parent (int64 slots in a small shared memory).
-CURSOR_SLOTS = 4
-SLOT_SEQUENCE, SLOT_PHASE, SLOT_FILTER, SLOT_ALERT = range(CURSOR_SLOTS)
+from .cpu_histogram import N_BINS
+
+# Progress cursor shared with the parent (int64 slots in a small shared memory);
+# SLOT_CPU_NS: the worker's CPU clock when the current filter's calls began, from
+# which the parent tells what a filter used in a run its worker did not survive.
+CURSOR_SLOTS = 5
+SLOT_SEQUENCE, SLOT_PHASE, SLOT_FILTER, SLOT_ALERT, SLOT_CPU_NS = range(CURSOR_SLOTS)
 PHASE_IDLE, PHASE_RECEIVING, PHASE_FREEZING, PHASE_LOADING, PHASE_RUNNING, PHASE_REPORTING = range(6)
 USER_CODE_PHASES = frozenset({PHASE_LOADING, PHASE_RUNNING})
 
@@ -61,19 +65,25 @@ def parse_report(payload: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class FilterReport:
-    """One filter's results from one run, validated; indices are run positions."""
+    """One filter's results from one run, validated; indices are run positions.
+
+    calls: the filter ran on the first `calls` alerts of the run (all of them
+    unless it failed to load or was stopped); cpu_histogram counts those calls.
+    """
 
     position: int
     matches: list[tuple[int, float]]
     errors: list[tuple[int, str]]
     timeouts: list[int]
+    calls: int
+    cpu_histogram: tuple[int, ...]
     cpu_seconds: float
     load_error: str | None
     load_line: int | None
     stopped: str | None
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int
 
 
@@ -114,6 +124,31 @@ def _score(value: object) -> float:
     return float(value)
 
 
+def _histogram(value: object, calls: int) -> tuple[int, ...]:
+    """Counts per bin, trimmed as sandbox.cpu_histogram makes them, one per call."""
+    if not (isinstance(value, list) and len(value) <= N_BINS
+            and all(_is_int(count) and count >= 0 for count in value)):
+        raise ProtocolError("bad cpu histogram")
+    if sum(value) != calls or (value and not value[-1]):
+        raise ProtocolError("cpu histogram does not match the calls")
+    return tuple(value)
+
+
+def _calls(value: object, n_alerts: int, load_error: str | None, stopped: str | None) -> int:
+    """Calls made: none if the filter failed to load, every alert unless it was stopped."""
+    if not _is_int(value):
+        raise ProtocolError("bad call count")
+    if load_error is not None:
+        valid = value == 0
+    elif stopped is None:
+        valid = value == n_alerts
+    else:
+        valid = 0 < value <= n_alerts
+    if not valid:
+        raise ProtocolError("bad call count")
+    return value
+
+
 def validate_filter_report(message: dict[str, Any], n_filters: int, n_alerts: int,
                            max_errors: int, max_timeouts: int) -> FilterReport:
     position = message.get("f")
@@ -130,11 +165,14 @@ def validate_filter_report(message: dict[str, Any], n_filters: int, n_alerts: in
         raise ProtocolError("bad load line")
     if stopped is not None and stopped not in STOP_REASONS:
         raise ProtocolError("bad stop reason")
+    calls = _calls(message.get("n"), n_alerts, load_error, stopped)
     return FilterReport(
         position=position,
-        matches=_indexed(message.get("m"), n_alerts, n_alerts, _score),
-        errors=_indexed(message.get("e"), n_alerts, min(n_alerts, max_errors + 1), _message),
-        timeouts=_indices(message.get("t"), n_alerts, min(n_alerts, max_timeouts + 1)),
+        matches=_indexed(message.get("m"), calls, calls, _score),
+        errors=_indexed(message.get("e"), calls, min(calls, max_errors + 1), _message),
+        timeouts=_indices(message.get("t"), calls, min(calls, max_timeouts + 1)),
+        calls=calls,
+        cpu_histogram=_histogram(message.get("h"), calls),
         cpu_seconds=float(cpu),
         load_error=load_error,
         load_line=load_line,

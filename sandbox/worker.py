@@ -4,10 +4,18 @@ The watchdog lives here: while a run is in progress the parent polls the
 worker's output and the shared progress cursor, and SIGKILLs the worker when
 the batch deadline passes, when one call stays stuck past the hard per-call
 limit, or when it sends anything malformed. A dead worker is described by a
-Death (what happened, and where the cursor stood) and replaced on the next run.
+Death (what happened, where the cursor stood, and the CPU the filter at the
+cursor used in the run) and replaced on the next run.
+
+That CPU time is the dead worker's CPU clock, read from /proc/<pid>/schedstat
+(the kernel's runtime of the task, in ns: the clock the worker itself reads as
+its thread CPU time) after it ended but before it is reaped, less the reading
+the worker stored in the cursor when the filter began. So it counts the killed
+call and the calls before it in that run, whose results died with the worker.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import mmap
@@ -31,7 +39,9 @@ from .protocol import (
     EXIT_OUT_OF_MEMORY,
     MAX_REPORT_BYTES,
     PHASE_IDLE,
+    PHASE_RUNNING,
     SLOT_ALERT,
+    SLOT_CPU_NS,
     SLOT_FILTER,
     SLOT_PHASE,
     SLOT_SEQUENCE,
@@ -64,13 +74,21 @@ class WorkerStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class Death:
-    """Why a worker ended mid-run, and the last call it had started (-1: none)."""
+    """Why a worker ended mid-run, and the last call it had started (-1: none).
+
+    filter_cpu_s: CPU time the filter at filter_position used in this run, its
+        last call included, when the worker died running it (else 0).
+    call_cpu_s: that last call's share: filter_cpu_s, but at most the wall time
+        the watchdog saw the call running (to within a poll, _POLL_S).
+    """
 
     kind: str  # crash, memory, system, stall, deadline, protocol, exit
     detail: str  # words for the filter's owner: "crashed the interpreter (SIGSEGV)"
     phase: int
     filter_position: int
     alert_position: int
+    filter_cpu_s: float = 0.0
+    call_cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class WorkerProcess:
         self._cursor: memoryview | None = None
         self._sequence = 0
         self._killed_because: tuple[str, str] | None = None
+        self._watch: _StallWatch | None = None
 
     @property
     def alive(self) -> bool:
@@ -154,6 +173,8 @@ class WorkerProcess:
         request = dataclasses.replace(request, sequence=self._sequence)
         n_alerts = request.n_alerts
         self._killed_because = None
+        self._watch = _StallWatch(self._cursor, request.sequence,
+                                  self.limits.per_call_hard_timeout_s)
         deadline = time.monotonic() + self.limits.batch_deadline_s
         reports: dict[int, FilterReport] = {}
         try:
@@ -161,7 +182,7 @@ class WorkerProcess:
             for column in columns:
                 self._send(worker_frame_header(len(column)), deadline)
                 self._send(column, deadline)
-            return self._collect(request, n_alerts, deadline, reports)
+            return self._collect(request, n_alerts, deadline, reports, self._watch)
         except TimeoutError:
             self._kill("deadline", f"ran past the batch deadline of "
                                    f"{self.limits.batch_deadline_s:g} s")
@@ -173,9 +194,8 @@ class WorkerProcess:
         return RunOutcome(reports, self._reap())
 
     def _collect(self, request: RunRequest, n_alerts: int, deadline: float,
-                 reports: dict[int, FilterReport]) -> RunOutcome:
+                 reports: dict[int, FilterReport], watch: _StallWatch) -> RunOutcome:
         buffer = bytearray()
-        watch = _StallWatch(self._cursor, request.sequence, self.limits.per_call_hard_timeout_s)
         while True:
             message = self._next_message(buffer, deadline, watch)
             if message is None:
@@ -238,26 +258,68 @@ class WorkerProcess:
                 view = view[os.write(fd, view[:1 << 16]):]
 
     def _kill(self, kind: str, detail: str) -> None:
+        """SIGKILL the worker; it is left unreaped for _reap to read its CPU time."""
         self._killed_because = (kind, detail)
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None and self._process.returncode is None:
             os.kill(self._process.pid, signal.SIGKILL)
 
     def _reap(self) -> Death:
         """Wait for the dead (or killed) worker and say what happened to it."""
-        process = self._process
-        assert process is not None and self._cursor is not None
+        process, watch = self._process, self._watch
+        assert process is not None and self._cursor is not None and watch is not None
+        noticed = time.monotonic()
+        # Output closed: it is exiting, give it a moment to finish.
+        if self._killed_because is None and not _ended_within(process.pid, EXIT_GRACE_S):
+            self._kill("exit", "made its worker close its output")
+        _await_end(process.pid)
+        end_cpu_ns = _cpu_ns(process.pid)
         cursor = tuple(self._cursor)
         if cursor[SLOT_SEQUENCE] != self._sequence:
-            cursor = (self._sequence, PHASE_IDLE, -1, -1)
-        if self._killed_because is None:
-            try:  # output closed: it is exiting, give it a moment to finish
-                process.wait(timeout=EXIT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self._kill("exit", "made its worker close its output")
+            cursor = (self._sequence, PHASE_IDLE, -1, -1, 0)
         code = process.wait()
         kind, detail = self._killed_because or _classify(code, self.limits)
         self.close()
-        return Death(kind, detail, cursor[SLOT_PHASE], cursor[SLOT_FILTER], cursor[SLOT_ALERT])
+        filter_cpu_s = call_cpu_s = 0.0
+        if cursor[SLOT_PHASE] == PHASE_RUNNING:
+            wall_s = watch.running_for(cursor, noticed)
+            if end_cpu_ns is None:  # /proc does not say: the call's wall time bounds its CPU
+                filter_cpu_s = call_cpu_s = wall_s
+            else:
+                filter_cpu_s = max(0, end_cpu_ns - cursor[SLOT_CPU_NS]) / 1e9
+                call_cpu_s = min(wall_s, filter_cpu_s)
+        return Death(kind, detail, cursor[SLOT_PHASE], cursor[SLOT_FILTER], cursor[SLOT_ALERT],
+                     filter_cpu_s, call_cpu_s)
+
+
+def _ended_within(pid: int, timeout_s: float) -> bool:
+    """Whether the process ends within the timeout; it is not reaped (see _reap)."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001  # it is usually all but gone: look again soon, then less often
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return True
+        except ChildProcessError:  # reaped already
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, _POLL_S)
+
+
+def _await_end(pid: int) -> None:
+    """Wait until the (killed or exiting) process has ended, without reaping it."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+
+def _cpu_ns(pid: int) -> int | None:
+    """CPU time of an unreaped process, in ns (None where /proc does not say)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as stats:
+            return int(stats.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _wait(fd: int, event: int, timeout_s: float) -> bool:
@@ -276,9 +338,15 @@ class _StallWatch:
         self.sequence = sequence
         self.limit_s = limit_s
         self.position: tuple[int, ...] = ()
-        self.since = time.monotonic()
+        self.since = self.checked = time.monotonic()
+
+    def running_for(self, position: tuple[int, ...], now: float) -> float:
+        """Wall time since the call at `position` began, as far as the checks tell:
+        since it was first seen, or if it never was, since the last check."""
+        return now - (self.since if position == self.position else self.checked)
 
     def stalled(self, now: float) -> bool:
+        self.checked = now
         if self.cursor is None:
             return False
         position = tuple(self.cursor)

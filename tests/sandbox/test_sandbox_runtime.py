@@ -77,7 +77,8 @@ def test_imports_resolve_to_stand_ins() -> None:
 
 def _report(**fields: object) -> dict:
     message = {"type": "filter", "f": 0, "m": [[1, 2.5]], "e": [[2, "KeyError: 'x'"]], "t": [3],
-               "cpu": 0.01, "load_error": None, "load_line": None, "stop": None}
+               "n": 5, "h": [0, 4, 0, 1], "cpu": 0.01, "load_error": None, "load_line": None,
+               "stop": None}
     message.update(fields)
     return parse_report(json.dumps(message).encode())
 
@@ -85,7 +86,11 @@ def _report(**fields: object) -> dict:
 def test_valid_report() -> None:
     report = validate_filter_report(_report(), 1, 5, max_errors=3, max_timeouts=3)
     assert report.matches == [(1, 2.5)] and report.errors == [(2, "KeyError: 'x'")]
-    assert report.timeouts == [3]
+    assert report.timeouts == [3] and report.calls == 5 and report.cpu_histogram == (0, 4, 0, 1)
+    stopped = validate_filter_report(_report(stop="errors", n=3, h=[3], t=[]), 1, 5, 3, 3)
+    assert stopped.calls == 3 and stopped.stopped == "errors"
+    unloaded = _report(load_error="NameError", m=[], e=[], t=[], n=0, h=[])
+    assert validate_filter_report(unloaded, 1, 5, 3, 3).calls == 0
 
 
 @pytest.mark.parametrize("fields", [
@@ -95,6 +100,14 @@ def test_valid_report() -> None:
     {"e": [[2, "x" * 5000]]}, {"e": [[2, 3]]}, {"e": [[i, "e"] for i in range(5)]},
     {"t": [1, 1]}, {"t": [7]}, {"cpu": -1}, {"cpu": "1"}, {"stop": "other"},
     {"load_error": 5}, {"load_line": 0}, {"load_line": "1"},
+    # every alert is called unless the filter stopped (then no result past the last call)
+    {"n": 4, "h": [0, 4]}, {"n": 6, "h": [0, 6]}, {"n": True}, {"n": 5.0}, {"n": None},
+    {"stop": "errors", "n": 2, "h": [2]},
+    {"stop": "errors", "n": 0, "h": [], "m": [], "e": [], "t": []},
+    {"load_error": "x", "n": 5}, {"load_error": "x", "n": 0, "h": []},
+    # the histogram counts those calls, in at most 58 bins, with no trailing empty bin
+    {"h": [0, 4]}, {"h": [0, 4, 0, 1, 0]}, {"h": [0, 6, 0, -1]}, {"h": [5.0]}, {"h": [True] * 5},
+    {"h": [0] * 58 + [5]}, {"h": "5"}, {"h": None},
 ])
 def test_malformed_reports_are_refused(fields: dict) -> None:
     with pytest.raises(ProtocolError):
