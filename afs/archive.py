@@ -47,10 +47,17 @@ class AlertArchive:
         except FileNotFoundError:
             return None
 
+    def _paths(self) -> list[Path]:
+        return list(self.root.glob("[0-9][0-9][0-9]/*.avro.gz"))
+
     def recent(self, limit: int) -> list[bytes]:
         """The wire bytes of the most recently archived packets, newest first (samples for dry runs)."""
-        paths = sorted(self.root.glob("[0-9][0-9][0-9]/*.avro.gz"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        paths = sorted(self._paths(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         return [gzip.decompress(p.read_bytes()) for p in paths[:limit]]
+
+    def ids(self) -> list[int]:
+        """Every archived diaSourceId, in no particular order (what a backtest walks through)."""
+        return [int(p.name.split(".", 1)[0]) for p in self._paths()]
 
     def __contains__(self, dia_source_id: int) -> bool:
         return self.path(dia_source_id).exists()

@@ -71,7 +71,7 @@ def demo(visits: int, alerts_per_visit: int, seed: int, malformed_rate: float) -
 
 @main.group("filter")
 def filter_group() -> None:
-    """Check and test filters locally, exactly as the worker runs them."""
+    """Filters: check and test locally (as the worker runs them); upload, activate, dry-run, backtest via the API."""
 
 
 @filter_group.command("check")
@@ -144,6 +144,18 @@ def bench_stream(visits: int, n_alerts: int, n_filters: int, cadence_s: float, s
 
     run_case(_settings(), StreamCase(visits=visits, alerts=n_alerts, filters=n_filters, cadence_s=cadence_s,
                                      seed=seed))
+
+
+from afs.api.cli import api  # noqa: E402  (the scientists' API, accounts, user CLI: issue #4)
+from afs.client.commands import FILTER_COMMANDS, login, subscribe  # noqa: E402
+from afs.control.cli import users  # noqa: E402
+
+main.add_command(api)
+main.add_command(users)
+main.add_command(login)
+main.add_command(subscribe)
+for _command in FILTER_COMMANDS:
+    filter_group.add_command(_command)
 
 
 if __name__ == "__main__":

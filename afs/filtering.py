@@ -65,6 +65,10 @@ class FilterEngine:
         )
         return rejected
 
+    def enable(self, filter_id: str) -> None:
+        """Switch a filter the sandbox disabled back on (its owner or an admin re-activated it)."""
+        self._pool.enable(filter_id)
+
     def trim(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if self._wants_cutouts:
             return dict(record)

@@ -1,7 +1,7 @@
 """One micro-batch of raw alert messages through the service: the stream worker's whole job.
 
-decode once -> archive the full packet -> lightweight packet -> filters -> per-filter topics;
-anything undecodable goes to the dead-letter topic with its reason. The method returns only when
+decode once -> archive the full packet -> lightweight packet -> filters -> per-visit caps ->
+per-filter topics; anything undecodable goes to the dead-letter topic with its reason. The method returns only when
 every output of the batch is acknowledged by the broker, so the caller may then commit offsets
 (at-least-once; outputs are keyed by diaSourceId so consumers can dedupe a replayed batch).
 Kept free of faust so benchmarks and tests drive exactly the same code.
@@ -13,14 +13,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from sandbox import FilterOutcome
 
 from afs.alerts import lightweight
 from afs.alerts.codec import AlertCodec, AlertDecodeError, DecodedAlert
 from afs.archive import AlertArchive
 from afs.config import Settings
+from afs.control.delivery import Settlement, visit_of
 from afs.filtering import FilterEngine
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,14 @@ class Publisher(Protocol):
     """Schedules a message and returns an awaitable that resolves once the broker acknowledged it."""
 
     async def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> Awaitable[Any]: ...
+
+
+class MatchLedger(Protocol):
+    """The control plane as the pipeline sees it (afs.control.live.LiveFilters)."""
+
+    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int]) -> Settlement:
+        """Blocking: which matches may be published under the per-visit caps; records the batch's stats."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,7 @@ class BatchReport:
     alerts: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     matches: Counter[str] = field(default_factory=Counter)
+    withheld: Counter[str] = field(default_factory=Counter)  # over the owner's per-visit cap
     filter_errors: Counter[str] = field(default_factory=Counter)
     disabled: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -56,6 +68,7 @@ class BatchReport:
         self.alerts += other.alerts
         self.dead_letters.update(other.dead_letters)
         self.matches.update(other.matches)
+        self.withheld.update(other.withheld)
         self.filter_errors.update(other.filter_errors)
         self.disabled.update(other.disabled)
         self.seconds += other.seconds
@@ -69,12 +82,13 @@ def dead_letter_headers(error: AlertDecodeError, message: InMessage) -> Headers:
 
 class AlertPipeline:
     def __init__(self, settings: Settings, codec: AlertCodec, archive: AlertArchive,
-                 engine: FilterEngine, publisher: Publisher) -> None:
+                 engine: FilterEngine, publisher: Publisher, ledger: MatchLedger) -> None:
         self.settings = settings
         self.codec = codec
         self.archive = archive
         self.engine = engine
         self.publisher = publisher
+        self.ledger = ledger
         self.totals = BatchReport()
 
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
@@ -104,15 +118,19 @@ class AlertPipeline:
             pending.append(await self.publisher.send(
                 self.settings.lightweight_topic, lightweight.encode(packet), str(alert.dia_source_id).encode(), []))
 
-        for filter_id, outcome in (result.outcomes.items() if result else ()):
+        outcomes = result.outcomes if result else {}
+        visits = [visit_of(alert.record) for _, alert in decoded]
+        settlement = await asyncio.to_thread(self.ledger.settle, outcomes, visits) if outcomes else Settlement()
+        for filter_id, outcome in outcomes.items():
             topic = self.settings.filter_topic(filter_id)
-            for index, score in outcome.matches:
+            for index, score in settlement.delivered.get(filter_id, ()):
                 message, alert = decoded[index]
                 headers = [("afs-filter-id", filter_id.encode()), ("afs-score", repr(score).encode()),
                            ("afs-schema-id", str(alert.schema_id).encode())]
                 pending.append(await self.publisher.send(topic, message.value, str(alert.dia_source_id).encode(),
                                                          headers))
             report.matches[filter_id] += len(outcome.matches)
+            report.withheld[filter_id] += settlement.withheld[filter_id]
             if outcome.errors or outcome.timeouts or outcome.kills:
                 report.filter_errors[filter_id] += len(outcome.errors) + outcome.timeouts + outcome.kills
             if outcome.disabled:
@@ -124,6 +142,7 @@ class AlertPipeline:
         await asyncio.gather(*pending)
         report.seconds = time.perf_counter() - started
         self.totals.add(report)
-        log.info("batch: %d alerts, %d dead-lettered, %d matches in %.2f s", report.alerts,
-                 sum(report.dead_letters.values()), sum(report.matches.values()), report.seconds)
+        log.info("batch: %d alerts, %d dead-lettered, %d matches (%d withheld by caps) in %.2f s", report.alerts,
+                 sum(report.dead_letters.values()), sum(report.matches.values()), sum(report.withheld.values()),
+                 report.seconds)
         return report

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from afs.config import Settings
@@ -40,14 +40,19 @@ def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> 
 
 
 @contextmanager
-def worker_process(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `afs worker` subprocess configured like this one; SIGTERM then SIGKILL on the way out."""
+def afs_process(settings: Settings, log_path: Path, *command: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `afs COMMAND...` subprocess configured like this one; SIGTERM then SIGKILL on the way out."""
     env = os.environ | settings.as_env()
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "afs.cli", "--log-level", "info", "worker"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "afs.cli", "--log-level", "info", *command], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
                                 start_new_session=True)
     try:
         yield proc
     finally:
         stop_process_group(proc)
+
+
+def worker_process(settings: Settings, log_path: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A real `afs worker` subprocess (see afs_process)."""
+    return afs_process(settings, log_path, "worker")

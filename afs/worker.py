@@ -1,14 +1,17 @@
 """`afs worker`: the faust-streaming app that feeds micro-batches of the alert topic to the pipeline.
 
 Offsets advance only after a batch's outputs are acknowledged: faust acks ``take_events`` buffers
-when the loop asks for the next batch, and a batch that fails for an infrastructure reason (broker
-or disk away) is retried with back-off instead of being skipped.
+when the loop asks for the next batch, and a batch that fails for an infrastructure reason (broker,
+database or disk away) is retried with back-off instead of being skipped. The active filter versions
+come from the control-plane database and are re-read between batches (afs.control.live).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections.abc import Awaitable
 from typing import Any
 
@@ -20,7 +23,10 @@ from afs.alerts.schemas import SchemaStore
 from afs.archive import AlertArchive
 from afs.broker import ensure_topics, service_topics
 from afs.config import Settings
-from afs.filtering import FilterEngine, load_filter_dir, sandbox_limits
+from afs.control.db import Database
+from afs.control.filters import sync_predefined
+from afs.control.live import LiveFilters
+from afs.filtering import FilterEngine, sandbox_limits
 from afs.pipeline import AlertPipeline, Headers, InMessage, Publisher
 
 log = logging.getLogger(__name__)
@@ -74,30 +80,34 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(alerts)
     async def process(stream: faust.StreamT) -> None:
-        pipeline = await build_pipeline(settings, FaustPublisher(app))
+        pipeline, live = await build_pipeline(settings, FaustPublisher(app))
+        reloading = asyncio.create_task(live.keep_reloading())
         try:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
                 batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
                                    e.message.offset) for e in events]
-                await _process_until_done(pipeline, batch)
+                async with live.lock:
+                    await _process_until_done(pipeline, batch)
         finally:
+            reloading.cancel()
             pipeline.engine.close()
             pipeline.archive.close()
+            live.db.close()
 
     return app
 
 
-async def build_pipeline(settings: Settings, publisher: Publisher) -> AlertPipeline:
-    """Start the sandbox with the active filters, make sure every output topic exists, wire it up."""
-    engine = FilterEngine(sandbox_limits(settings))
-    rejected = engine.activate(load_filter_dir(settings.filters_dir))
-    topics = service_topics(settings) | {settings.filter_topic(fid): settings.output_partitions
-                                         for fid in engine.active_ids}
-    await ensure_topics(settings, topics)
+async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[AlertPipeline, LiveFilters]:
+    """Start the sandbox with the active filter versions (the predefined ones synced from
+    AFS_FILTERS_DIR first), make sure every output topic exists, wire it up."""
+    db = await asyncio.to_thread(lambda: Database(settings.database_url).create_schema())
+    await asyncio.to_thread(sync_predefined, db, settings.filters_dir)
+    await ensure_topics(settings, service_topics(settings))
+    live = LiveFilters(settings, db, FilterEngine(sandbox_limits(settings)))
+    await live.reload()
     codec = AlertCodec(SchemaStore(settings.schema_registry_url), settings.max_alert_bytes)
-    log.info("worker ready: %d active filters (%s); %d rejected", len(engine.active_ids),
-             ", ".join(engine.active_ids), len(rejected))
-    return AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), engine, publisher)
+    log.info("worker ready: %d active filters", len(live.engine.active_ids))
+    return AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher, live), live
 
 
 async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage]) -> None:
@@ -117,5 +127,22 @@ async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage]) -
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from faust.worker import Worker
 
+    class BoundedShutdownWorker(Worker):
+        """faust's shutdown can wait forever on a broker that is gone; after a stop signal we give it
+        ``shutdown_grace_s`` and then exit hard. Safe: offsets of unfinished batches are not committed."""
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if not self._signal_stop_time:
+                timer = threading.Timer(settings.shutdown_grace_s, _exit_now, args=(settings.shutdown_grace_s,))
+                timer.daemon = True
+                timer.start()
+            super()._schedule_shutdown(signal)
+
     app = create_app(settings)
-    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    BoundedShutdownWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def _exit_now(grace_s: float) -> None:
+    log.error("clean shutdown took longer than %s s (broker unreachable?); exiting now", grace_s)
+    logging.shutdown()
+    os._exit(75)

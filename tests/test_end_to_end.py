@@ -56,6 +56,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 def visit_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> VisitRun:
     tmp = tmp_path_factory.mktemp("e2e")
     settings = Settings(kafka_bootstrap=broker.bootstrap, archive_dir=tmp / "archive", filters_dir=REPO / "filters",
+                        database_url=f"sqlite:///{tmp / 'afs.db'}",
                         max_alert_bytes=2_000_000, batch_size=100, batch_window_s=0.2)
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
     alerts = simulate_visit(1, N_ALERTS, seed=11)

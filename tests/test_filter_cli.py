@@ -43,6 +43,9 @@ def test_test_reports_each_filter_run_together(tmp_path: Path) -> None:
     assert report["everything"]["status"] == "ok"
     assert report["everything"]["matched"] == report["everything"]["alerts_seen"] == 400
     assert report["everything"]["match_rate"] == 1.0
+    cpu = report["bright_reliable"]["cpu_per_alert_us"]
+    assert 0 < cpu["p50"] <= cpu["p99"] < 100_000
+    assert report["everything"]["unevaluated"] == 0
     assert report["bright_reliable"]["status"] == "ok" and report["bright_reliable"]["alerts_seen"] == 400
     assert report["spin"]["status"] == "disabled" and report["spin"]["timeouts"] > 0
     assert report["spin"]["offending_dia_source_id"] is not None

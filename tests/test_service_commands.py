@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from afs.broker import free_port
+from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -116,3 +116,28 @@ def test_demo_on_ctrl_c_leaves_no_process_behind() -> None:
     assert proc.returncode == 130
     time.sleep(0.5)
     assert not alive(seen), f"left behind: {alive(seen)}"
+
+
+def test_a_worker_whose_broker_is_gone_still_stops_on_sigterm(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(free_port()).start()
+    settings = Settings(kafka_bootstrap=broker.bootstrap, archive_dir=tmp_path / "archive",
+                        database_url=f"sqlite:///{tmp_path}/afs.db", shutdown_grace_s=3)
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "afs.cli", "--log-level", "info", "worker"], cwd=REPO,
+                              env=os.environ | settings.as_env(), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "worker ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        children = descendants(worker.pid)
+        broker.stop()
+        time.sleep(2)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) in (0, 75)
+        time.sleep(0.5)
+        assert not alive(children | {worker.pid}), "the worker or its sandbox processes outlived it"
+    finally:
+        broker.stop()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)

@@ -1,0 +1,57 @@
+"""``create_app(settings)``: the FastAPI application over the control-plane database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from afs.alerts.schemas import SchemaStore
+from afs.api import filters, health, jobs, subscriptions, users
+from afs.config import Settings
+from afs.control.db import Database
+from afs.control.dry_run import ReferenceSamples, Rejected
+from afs.control.errors import Conflict, ControlError, Forbidden, Invalid, NotFound
+from afs.control.filters import sync_predefined
+from afs.control.jobs import JobRunner
+
+STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Rejected: 422}
+DESCRIPTION = """Upload Python filters for the Rubin alert stream, see at once what they would match,
+activate them, and subscribe to their matches (Kafka or Server-Sent Events).
+
+Every endpoint except `/health`, `/v1/schemas/{id}` and these docs needs a bearer token
+(`Authorization: Bearer afs-...`): from `afs users create NAME` or `POST /v1/users/{name}/tokens`.
+"""
+
+
+async def _control_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ControlError)
+    code = next(c for kind, c in STATUS.items() if isinstance(error, kind))
+    return JSONResponse({"detail": error.message, **error.details}, status_code=code)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url).create_schema()
+        sync_predefined(db, settings.filters_dir)
+        app.state.settings, app.state.db = settings, db
+        app.state.samples = ReferenceSamples(settings)
+        app.state.schemas = SchemaStore(settings.schema_registry_url)
+        app.state.jobs = JobRunner(settings, db).start()
+        try:
+            yield
+        finally:
+            app.state.jobs.stop()
+            db.close()
+
+    app = FastAPI(title="Rubin Alert Filtering Service", description=DESCRIPTION, version="1",
+                  lifespan=lifespan)
+    for module in (health, users, filters, jobs, subscriptions):
+        app.include_router(module.router)
+    app.add_exception_handler(ControlError, _control_error)
+    return app

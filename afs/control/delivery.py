@@ -1,0 +1,172 @@
+"""The per-visit cap on matches delivered per user, and per-filter stats written back per batch.
+
+Cap (numBrokerAlerts): a user receives at most ``cap`` matches per visit over all their filters
+(default ``AFS_MAX_MATCHES_PER_VISIT``, overridable per user; 0 is no cap). Several workers share a
+visit's partitions, so the count lives in the database: each batch adds its matches to the
+(user, visit) counter in one atomic upsert and learns the total, and the share granted to it is
+what still fits under the cap. Within a batch, earlier alerts go first. Matches over the cap are
+not published; they are counted per filter and visit, summed into the filter's stats, and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sandbox import FilterOutcome
+from sqlalchemy import bindparam, delete, update
+from sqlalchemy.orm import Session
+
+from afs.control.db import Database
+from afs.control.models import Filter, FilterStats, FilterVisit, UserVisit, utcnow
+
+log = logging.getLogger(__name__)
+UNKNOWN_VISIT = -1
+KEEP_VISITS = timedelta(days=7)
+
+Matches = list[tuple[int, float]]  # (index into the batch, score)
+
+
+@dataclass(frozen=True)
+class Owner:
+    id: int
+    name: str
+    cap: int  # 0: no cap
+
+
+@dataclass
+class Settlement:
+    """What may be published, and what the cap held back."""
+
+    delivered: dict[str, Matches] = field(default_factory=dict)
+    withheld: Counter[str] = field(default_factory=Counter)
+
+
+def visit_of(record: Mapping[str, Any]) -> int:
+    source = record.get("diaSource") or {}
+    visit = source.get("visit")
+    return visit if isinstance(visit, int) else UNKNOWN_VISIT
+
+
+def _reserve(db: Database, session: Session, wanted: Mapping[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """Add each (user, visit) count to its counter atomically; the totals after this batch's addition."""
+    table = UserVisit.__table__
+    now = utcnow()
+    statement = db.insert(table).values([{"user_id": u, "visit": v, "matched": n, "updated_at": now}
+                                         for (u, v), n in sorted(wanted.items())])
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.user_id, table.c.visit],
+        set_={"matched": table.c.matched + statement.excluded.matched, "updated_at": statement.excluded.updated_at},
+    ).returning(table.c.user_id, table.c.visit, table.c.matched)
+    return {(u, v): total for u, v, total in session.execute(statement)}
+
+
+def apply_caps(db: Database, session: Session, owners: Mapping[str, Owner], matches: Mapping[str, Matches],
+               visits: Sequence[int]) -> tuple[Settlement, dict[tuple[str, int], list[int]]]:
+    """Split matches into delivered and withheld; also (filter, visit) -> [matched, delivered, withheld]."""
+    settlement = Settlement()
+    groups: defaultdict[tuple[int, int], list[tuple[int, str, float]]] = defaultdict(list)
+    for fid, found in matches.items():
+        owner = owners[fid]
+        if owner.cap == 0:
+            settlement.delivered[fid] = list(found)
+        else:
+            for index, score in found:
+                groups[(owner.id, visits[index])].append((index, fid, score))
+    totals = _reserve(db, session, {key: len(items) for key, items in groups.items()}) if groups else {}
+    per_visit: defaultdict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for fid, found in settlement.delivered.items():
+        for index, _ in found:
+            counts = per_visit[(fid, visits[index])]
+            counts[0] += 1
+            counts[1] += 1
+    owner_by_id = {owner.id: owner for owner in owners.values()}
+    for (user_id, visit), items in groups.items():
+        owner = owner_by_id[user_id]
+        granted = max(0, min(len(items), owner.cap - (totals[(user_id, visit)] - len(items))))
+        items.sort()
+        for rank, (index, fid, score) in enumerate(items):
+            counts = per_visit[(fid, visit)]
+            counts[0] += 1
+            if rank < granted:
+                settlement.delivered.setdefault(fid, []).append((index, score))
+                counts[1] += 1
+            else:
+                settlement.withheld[fid] += 1
+                counts[2] += 1
+        if granted < len(items) and totals[(user_id, visit)] - len(items) <= owner.cap:  # once, as it is crossed
+            held = Counter(fid for _, fid, _ in items[granted:])
+            log.warning("user %s, visit %d: over the per-visit cap of %d; %d matches withheld so far (%s), "
+                        "the rest of the visit's are counted in the filters' stats", owner.name, visit, owner.cap,
+                        len(items) - granted, ", ".join(f"{f}: {n}" for f, n in sorted(held.items())))
+    for found in settlement.delivered.values():
+        found.sort()
+    return settlement, dict(per_visit)
+
+
+def _record_visits(db: Database, session: Session, owners: Mapping[str, Owner],
+                   per_visit: Mapping[tuple[str, int], list[int]]) -> None:
+    table = FilterVisit.__table__
+    now = utcnow()
+    statement = db.insert(table).values([
+        {"filter_id": fid, "visit": visit, "owner_id": owners[fid].id, "matched": m, "delivered": d, "withheld": w,
+         "updated_at": now} for (fid, visit), (m, d, w) in sorted(per_visit.items())])
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[table.c.filter_id, table.c.visit],
+        set_={name: table.c[name] + statement.excluded[name] for name in ("matched", "delivered", "withheld")}
+        | {"updated_at": statement.excluded.updated_at}))
+
+
+_COUNTERS = ("alerts_seen", "matched", "delivered", "withheld", "errors", "timeouts", "kills", "cpu_seconds")
+_STATS = FilterStats.__table__
+_INCREMENT_STATS = update(_STATS).where(_STATS.c.filter_id == bindparam("fid")).values(
+    {name: _STATS.c[name] + bindparam(f"d_{name}") for name in _COUNTERS} | {"updated_at": bindparam("now")})
+
+
+def settle(db: Database, owners: Mapping[str, Owner], outcomes: Mapping[str, FilterOutcome], visits: Sequence[int],
+           disabled_before: set[str]) -> Settlement:
+    """One transaction per batch: apply the caps, add the batch to every filter's stats, record new
+    auto-disables with their reason and diaSourceId. ``disabled_before``: filters that did not run."""
+    now = utcnow()
+    with db.transaction() as session:
+        matches = {fid: o.matches for fid, o in outcomes.items() if o.matches}
+        settlement, per_visit = apply_caps(db, session, owners, matches, visits)
+        if per_visit:
+            _record_visits(db, session, owners, per_visit)
+        rows = [{"fid": fid, "now": now, "d_alerts_seen": 0 if fid in disabled_before else len(visits),
+                 "d_matched": len(o.matches), "d_delivered": len(settlement.delivered.get(fid, ())),
+                 "d_withheld": settlement.withheld[fid], "d_errors": len(o.errors), "d_timeouts": o.timeouts,
+                 "d_kills": o.kills, "d_cpu_seconds": o.cpu_seconds} for fid, o in sorted(outcomes.items())]
+        if rows:
+            session.connection().execute(_INCREMENT_STATS, rows)
+        matched_now = [fid for fid, o in outcomes.items() if o.matches]
+        if matched_now:
+            session.execute(update(FilterStats).where(FilterStats.filter_id.in_(matched_now))
+                            .values(last_match_at=now))
+        for fid, outcome in outcomes.items():
+            if outcome.disabled and fid not in disabled_before:
+                session.execute(update(Filter).where(Filter.id == fid).values(
+                    disabled_reason=outcome.disabled, disabled_dia_source_id=outcome.offending_id, disabled_at=now))
+    return settlement
+
+
+def record_rejections(db: Database, rejected: Mapping[str, str]) -> None:
+    """Filters a worker could not load: the owner sees why, as for an auto-disable."""
+    now = utcnow()
+    with db.transaction() as session:
+        for fid, reason in rejected.items():
+            session.execute(update(Filter).where(Filter.id == fid).values(
+                disabled_reason=f"the worker could not load it: {reason}", disabled_dia_source_id=None,
+                disabled_at=now))
+
+
+def prune_visits(db: Database) -> None:
+    """Per-visit counters older than KEEP_VISITS are only history; keep the tables small."""
+    horizon = utcnow() - KEEP_VISITS
+    with db.transaction() as session:
+        session.execute(delete(UserVisit).where(UserVisit.updated_at < horizon))
+        session.execute(delete(FilterVisit).where(FilterVisit.updated_at < horizon))
