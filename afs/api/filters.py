@@ -117,12 +117,13 @@ def version(filter_id: str, version: int, actor: ActorDep, db: DatabaseDep) -> d
 
 @router.post("/filters/{filter_id}/activate", response_model=FilterOut,
              responses={409: {"description": "Refused by the activation gate, with the reason"}})
-def activate(filter_id: str, body: ActivateIn, actor: ActorDep, db: DatabaseDep, settings: SettingsDep) -> dict:
+def activate(filter_id: str, actor: ActorDep, db: DatabaseDep, settings: SettingsDep,
+             body: ActivateIn | None = None) -> dict:
     """Run this version from the next visit on (workers pick it up within AFS_FILTER_RELOAD_S).
     Refused when its dry run matched more than AFS_ACTIVATION_MAX_MATCH_RATE of the reference sample."""
     with db.transaction() as session:
         found = filters.visible_filter(session, actor, filter_id, change=True)
-        filters.activate(session, found, body.version, settings.activation_max_match_rate)
+        filters.activate(session, found, body.version if body else None, settings.activation_max_match_rate)
         return filter_out(session, found, settings)
 
 
@@ -145,12 +146,12 @@ def gate_override(filter_id: str, body: GateOverride, actor: AdminDep, db: Datab
 
 
 @router.post("/filters/{filter_id}/dry-run", response_model=DryRunReport)
-def dry_run_version(filter_id: str, body: DryRunIn, actor: ActorDep, db: DatabaseDep, settings: SettingsDep,
-                    samples: SamplesDep) -> dict:
+def dry_run_version(filter_id: str, actor: ActorDep, db: DatabaseDep, settings: SettingsDep,
+                    samples: SamplesDep, body: DryRunIn | None = None) -> dict:
     """Dry-run a stored version on today's reference sample (the stored upload result is unchanged)."""
     with db.sessions() as session:
         found = filters.visible_filter(session, actor, filter_id)
-        stored = filters.version_of(session, found, body.version)
+        stored = filters.version_of(session, found, body.version if body else None)
     return dry_run(settings, samples, stored.source, compile_upload(stored.source, stored.name))
 
 
