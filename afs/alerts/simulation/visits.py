@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -12,6 +10,7 @@ from afs.alerts.simulation.clock import DEFAULT_FIRST_VISIT
 from afs.alerts.simulation.ids import ID_BITS
 from afs.alerts.simulation.observe import observe
 from afs.alerts.simulation.schedule import new_field, revisit_epoch
+from afs.gcpause import gc_paused
 
 BLOB = 5                      # fields per scheduler blob in simulate_visits; each is visited twice
 
@@ -25,7 +24,7 @@ def simulate_visit(visit: int, n_alerts: int, seed: int, *, cutouts: bool = True
     """
     _check(visit, n_alerts, seed)
     rng = np.random.default_rng([seed, visit])
-    with _bulk():
+    with gc_paused():
         return observe(rng, new_field(rng, visit, mjd), n_alerts, cutouts) if n_alerts else []
 
 
@@ -45,13 +44,13 @@ def simulate_visits(n_visits: int, alerts_per_visit: int, seed: int, *, cutouts:
             rng = np.random.default_rng([seed, visit])
             field = new_field(rng, visit, None)
             fields.append(field)
-            with _bulk():
+            with gc_paused():
                 alerts = observe(rng, field, alerts_per_visit, cutouts) if alerts_per_visit else []
             yield visit, alerts
         for field, visit in zip(fields, range(start + BLOB, min(start + 2 * BLOB, end))):
             rng = np.random.default_rng([seed, visit])
             field.epochs = field.epochs.extend(revisit_epoch(rng, field, visit))
-            with _bulk():
+            with gc_paused():
                 alerts = observe(rng, field, alerts_per_visit, cutouts) if alerts_per_visit else []
             yield visit, alerts
 
@@ -65,13 +64,3 @@ def _check(visit: int, n_alerts: int, seed: int) -> None:
         raise ValueError("seed must be >= 0")
 
 
-@contextmanager
-def _bulk():
-    """Pause the cyclic GC while ~10^6 acyclic dicts are built: its passes would cost ~15% for nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
