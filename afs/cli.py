@@ -157,6 +157,9 @@ main.add_command(subscribe)
 for _command in FILTER_COMMANDS:
     filter_group.add_command(_command)
 
+from afs.ppdb.cli import ppdb  # noqa: E402  (the PPDB mirror: issue #5)
+
+main.add_command(ppdb)
 
 if __name__ == "__main__":
     main()

@@ -76,6 +76,23 @@ class Settings(BaseSettings):
     api_token: str | None = None  # else the token saved by `afs login` in credentials_file
     credentials_file: Path = Path("~/.config/afs/credentials.json")
 
+    # PPDB mirror (afs/ppdb; issue #5): one DuckDB file with one owner process (`afs ppdb serve`, or
+    # whoever opens ppdb_path in-process); every other process reaches the owner at ppdb_url over Arrow Flight.
+    ppdb_path: Path = Path("var/ppdb.duckdb")
+    ppdb_url: str | None = None  # e.g. grpc+unix:///path/ppdb.sock or grpc+tcp://127.0.0.1:8815
+    ppdb_listen: str = "grpc+tcp://127.0.0.1:8815"  # where `afs ppdb serve` listens
+    ppdb_memory_limit: str = "4GB"  # DuckDB's own cap; the machine is shared
+    ppdb_threads: int | None = None  # None: DuckDB's default (all cores)
+    ppdb_checkpoint_threshold: str = "1GB"  # WAL size that triggers a checkpoint (stalls reads 1.5-4 s)
+    ppdb_page_rows: int = Field(default=1000, ge=1)  # user queries: rows per page unless asked
+    ppdb_max_page_rows: int = Field(default=10_000, ge=1)  # ...and at most
+    ppdb_max_cone_radius_arcsec: float = Field(default=3600.0, gt=0)
+    ppdb_query_timeout_s: float = Field(default=10.0, gt=0)  # per user query and per batch prefetch
+    ppdb_prefetch_max_rows: int = Field(default=2000, ge=1)  # per need per alert
+    ppdb_narrow_max_calls: int = Field(default=5, ge=0)  # narrow queries per filter per alert
+    ppdb_narrow_max_rows: int = Field(default=200, ge=0)  # rows per filter per alert
+    ppdb_narrow_max_seconds: float = Field(default=0.05, gt=0)  # query time per filter per alert
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Connection keyword arguments shared by aiokafka producers, consumers and admin clients."""
         kwargs: dict[str, Any] = {
