@@ -60,7 +60,7 @@ def simulate(visits: int, alerts_per_visit: int, seed: int, malformed_rate: floa
 @main.command()
 @click.option("--visits", default=3, show_default=True)
 @click.option("--alerts", "alerts_per_visit", default=500, show_default=True)
-@click.option("--seed", default=1, show_default=True)
+@click.option("--seed", default=2, show_default=True, help="2: fields where every predefined filter has matches.")
 @click.option("--malformed-rate", default=0.01, show_default=True)
 def demo(visits: int, alerts_per_visit: int, seed: int, malformed_rate: float) -> None:
     """Broker + worker + simulated visits, end to end, with a live summary; cleans up after itself."""
