@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox import BatchResult, FilterRejected, FilterSpec, SandboxLimits, SandboxPool, compile_filter
+from sandbox import BatchResult, FilterRejected, FilterSpec, SandboxLimits, SandboxPool
 
 from afs.config import Settings
 
@@ -60,9 +60,7 @@ class FilterEngine:
             log.warning("filter %s rejected: %s", fid, err)
         self._active = {s.id: s for s in specs if s.id not in rejected}
         # Cutouts are large: hand them only to filters that declare they read them.
-        self._wants_cutouts = any(
-            (compile_filter(s.source, s.id).reads or frozenset()) & CUTOUT_KEYS for s in self._active.values()
-        )
+        self._wants_cutouts = any((self._pool.info(fid).reads or frozenset()) & CUTOUT_KEYS for fid in self._active)
         return rejected
 
     def enable(self, filter_id: str) -> None:

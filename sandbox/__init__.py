@@ -6,6 +6,7 @@ The service uses only what is exported here:
     with SandboxPool(SandboxLimits()) as pool:
         rejected = pool.set_filters([FilterSpec(id, owner, source), ...])
         result = pool.run_batch(alerts)         # BatchResult: outcomes by filter id
+        pool.info(filter_id)                    # FilterInfo of an active filter, as set_filters compiled it
         pool.enable(filter_id)                  # after a new version or an admin's decision
     outcome = result.outcomes[id]               # FilterOutcome
     cpu = merge_histograms(cpu, outcome.cpu_histogram)  # CPU per call, over batches

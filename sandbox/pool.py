@@ -24,7 +24,7 @@ from typing import Any
 
 from .alert_columns import AlertColumns
 from .batch_runner import FilterCode
-from .compiler import CompiledFilter, compile_source
+from .compiler import CompiledFilter, FilterInfo, compile_source
 from .errors import FilterRejected
 from .limits import SandboxLimits
 from .results import BatchResult, FilterOutcome
@@ -180,6 +180,11 @@ class SandboxPool:
                     del self._filters[fid]
             self._shards = [[fid for fid in shard if fid in self._filters] for shard in self._shards]
         return rejections
+
+    def info(self, filter_id: str) -> FilterInfo:
+        """What an active filter declared (name, description, READS), as compiled by set_filters."""
+        with self._state_lock:
+            return self._filters[filter_id].compiled.info
 
     def enable(self, filter_id: str) -> None:
         """Switch a disabled filter back on and forget its kills."""

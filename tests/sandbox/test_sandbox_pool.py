@@ -81,6 +81,7 @@ def filter(alert):
     result = pool.run_batch(alerts)
     assert len(result.outcomes["keys"].matches) == len(alerts)
     assert len(result.outcomes["all"].matches) == len(alerts)
+    assert pool.info("keys").reads == {"diaObject", "diaSourceId"} and pool.info("all").reads is None
 
 
 def test_rejections(pool: SandboxPool) -> None:
