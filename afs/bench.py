@@ -21,7 +21,7 @@ import fastavro
 import numpy as np
 
 from afs.alerts.codec import AlertCodec, split_header
-from afs.broker import EmbeddedBroker, ensure_topics, free_port, service_topics
+from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 from afs.filtering import load_filter_dir
 from afs.outputs import Outputs, collect, output_consumer
@@ -68,7 +68,7 @@ def decode_rate(codec: AlertCodec, messages: list[bytes]) -> float:
 
 def filter_mix(predefined: Path, count: int, seed: int) -> dict[str, str]:
     """``count`` filters: the predefined ones, then variations with their float cuts scaled by 0.7-1.3."""
-    sources = {p.stem: p.read_text() for p in sorted(predefined.glob("*.py")) if not p.name.startswith("_")}
+    sources = {spec.id: spec.source for spec in load_filter_dir(predefined)}
     rng = np.random.default_rng(seed)
     mix = dict(list(sources.items())[:count])
     names = list(sources)
@@ -102,12 +102,9 @@ async def _produce(producer, topic: str, messages: list[Message]) -> dict[int, i
 async def replay(settings: Settings, visits: list[list[Message]], warmup: Message, case: StreamCase,
                  log_path: Path) -> tuple[list[VisitTiming], Outputs]:
     """Produce the visits at the case's cadence into a real worker and time every alert's lightweight packet."""
-    topics = service_topics(settings) | {settings.filter_topic(s.id): settings.output_partitions
-                                         for s in load_filter_dir(settings.filters_dir)}
-    await ensure_topics(settings, topics)
+    consumer = await output_consumer(settings)
     producer = producer_for(settings)
     await producer.start()
-    consumer = await output_consumer(settings, [t for t in topics if t != settings.alerts_topic])
     outputs = Outputs()
     try:
         with worker_process(settings, log_path) as worker:

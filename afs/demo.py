@@ -19,7 +19,7 @@ import numpy as np
 
 from afs.alerts import lightweight
 from afs.alerts.codec import AlertCodec
-from afs.broker import EmbeddedBroker, ensure_topics, service_topics
+from afs.broker import EmbeddedBroker
 from afs.config import Settings
 from afs.filtering import load_filter_dir
 from afs.processes import worker_process
@@ -32,9 +32,7 @@ async def _run(settings: Settings, visits: int, alerts_per_visit: int, seed: int
     from afs.alerts.simulate import simulate_visits
 
     filter_ids = [spec.id for spec in load_filter_dir(settings.filters_dir)]
-    topics = service_topics(settings) | {settings.filter_topic(f): settings.output_partitions for f in filter_ids}
-    await ensure_topics(settings, topics)
-    consumer = await output_consumer(settings, [t for t in topics if t != settings.alerts_topic])
+    consumer = await output_consumer(settings)
     producer = producer_for(settings)
     await producer.start()
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)

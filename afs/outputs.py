@@ -13,7 +13,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from afs.alerts import lightweight
+from afs.broker import ensure_topics, service_topics
 from afs.config import Settings
+from afs.filtering import load_filter_dir
 
 
 @dataclass
@@ -46,8 +48,14 @@ class Outputs:
         self.last_seen = time.monotonic()
 
 
-async def output_consumer(settings: Settings, topics: list[str]) -> AIOKafkaConsumer:
-    """A consumer assigned every partition of ``topics`` from the beginning (no group, no commits)."""
+async def output_consumer(settings: Settings, topics: list[str] | None = None) -> AIOKafkaConsumer:
+    """A consumer of ``topics`` from the beginning, with no group and no commits. By default: every output
+    topic (lightweight, dead letters, each predefined filter's), created first so it can start before the worker."""
+    if topics is None:
+        filter_topics = {settings.filter_topic(spec.id): settings.output_partitions
+                         for spec in load_filter_dir(settings.filters_dir)}
+        await ensure_topics(settings, service_topics(settings) | filter_topics)
+        topics = [settings.lightweight_topic, settings.dead_letter_topic, *filter_topics]
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_bytes=64 * 1024 * 1024,
                                 max_partition_fetch_bytes=4 * settings.max_alert_bytes)

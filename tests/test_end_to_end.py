@@ -24,7 +24,7 @@ from afs.alerts.codec import AlertCodec
 from afs.alerts.malformed import KINDS, corrupt
 from afs.alerts.simulate import simulate_visit
 from afs.archive import AlertArchive
-from afs.broker import EmbeddedBroker, ensure_topics, free_port, service_topics
+from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 from afs.filtering import FilterEngine, load_filter_dir, sandbox_limits
 from afs.outputs import Outputs, collect, output_consumer
@@ -68,11 +68,7 @@ def visit_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         messages.insert(i * 40 + 7, (key, corrupt(messages[i][1], kind, settings.max_alert_bytes, rng)))
 
     async def run() -> Outputs:
-        filter_topics = {settings.filter_topic(s.id): settings.output_partitions
-                         for s in load_filter_dir(settings.filters_dir)}
-        await ensure_topics(settings, service_topics(settings) | filter_topics)
-        consumer = await output_consumer(settings, [settings.lightweight_topic, settings.dead_letter_topic,
-                                                    *filter_topics])
+        consumer = await output_consumer(settings)
         producer = producer_for(settings)
         await producer.start()
         outputs = Outputs()
