@@ -166,7 +166,8 @@ def run_case(settings: Settings, case: StreamCase) -> None:
             for name, source in filter_mix(settings.filters_dir, case.filters, case.seed).items():
                 (filters_dir / f"{name}.py").write_text(source)
         run = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "archive_dir": Path(tmp) / "archive",
-                                          "filters_dir": filters_dir, "database_url": f"sqlite:///{tmp}/afs.db"})
+                                          "filters_dir": filters_dir, "database_url": f"sqlite:///{tmp}/afs.db",
+                                          "ppdb_path": Path(tmp) / "ppdb.duckdb"})
         timings, outputs = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log"))
         n_filters = len(load_filter_dir(filters_dir))
 

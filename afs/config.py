@@ -76,11 +76,11 @@ class Settings(BaseSettings):
     api_token: str | None = None  # else the token saved by `afs login` in credentials_file
     credentials_file: Path = Path("~/.config/afs/credentials.json")
 
-    # PPDB mirror (afs/ppdb; issue #5): one DuckDB file with one owner process (`afs ppdb serve`, or
-    # whoever opens ppdb_path in-process); every other process reaches the owner at ppdb_url over Arrow Flight.
+    # PPDB mirror (afs/ppdb; issue #5): one DuckDB file with one owner process (`afs ppdb serve`, or by
+    # default the stream worker); every other process reaches the owner over Arrow Flight (afs.ppdb.service).
     ppdb_path: Path = Path("var/ppdb.duckdb")
-    ppdb_url: str | None = None  # e.g. grpc+unix:///path/ppdb.sock or grpc+tcp://127.0.0.1:8815
-    ppdb_listen: str = "grpc+tcp://127.0.0.1:8815"  # where `afs ppdb serve` listens
+    ppdb_url: str | None = None  # the owner, e.g. grpc+tcp://10.0.0.5:8815; None: ppdb_listen on this host
+    ppdb_listen: str | None = None  # where the owner serves; None: grpc+unix://{ppdb_path}.sock
     ppdb_memory_limit: str = "4GB"  # DuckDB's own cap; the machine is shared
     ppdb_threads: int | None = None  # None: DuckDB's default (all cores)
     ppdb_checkpoint_threshold: str = "1GB"  # WAL size that triggers a checkpoint (stalls reads 1.5-4 s)
@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     def as_env(self) -> dict[str, str]:
         """These settings as AFS_* variables, to configure a child process exactly like this one."""
         return {f"AFS_{name.upper()}": str(value) for name, value in self.model_dump().items() if value is not None}
+
+    def ppdb_listen_address(self) -> str:
+        return self.ppdb_listen or f"grpc+unix://{self.ppdb_path.resolve()}.sock"
+
+    def ppdb_owner_url(self) -> str:
+        """Where the mirror's owner answers: AFS_PPDB_URL, else this host's listen address."""
+        return self.ppdb_url or self.ppdb_listen_address()
 
     def filter_topic(self, filter_id: str) -> str:
         """Output topic of a filter: derived from its id, so stable across versions and renames."""

@@ -79,6 +79,7 @@ def run_demo(settings: Settings, visits: int, alerts_per_visit: int, seed: int, 
     with EmbeddedBroker(settings.broker_port, log_file=workdir / "broker.log") as broker:
         settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap,
                                                "archive_dir": workdir / "archive",
+                                               "ppdb_path": workdir / "ppdb.duckdb",
                                                "database_url": f"sqlite:///{workdir}/afs.db"})
         print(f"embedded broker on {broker.bootstrap}; starting the worker (log: {workdir / 'worker.log'})",
               flush=True)

@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import FilterInfo, FilterRejected, FilterSpec, compile_filter, histogram_quantile, merge_histograms
+from sandbox import FilterInfo, FilterRejected, FilterSpec, histogram_quantile, merge_histograms
 
 from afs.alerts.codec import AlertCodec
 from afs.archive import AlertArchive
 from afs.config import Settings
-from afs.filtering import CUTOUT_KEYS, FilterEngine, sandbox_limits
+from afs.filtering import CUTOUT_KEYS, FilterEngine, check_filter, sandbox_limits
 
 CLI_OWNER = "cli"
 SAMPLE_MATCHES = 100
@@ -25,7 +25,7 @@ def rejection_text(path: str, error: FilterRejected) -> str:
 
 def check(path: Path) -> FilterInfo:
     """Compile one filter file; raises FilterRejected with the line and the reason."""
-    return compile_filter(path.read_text(encoding="utf-8"), path.name)
+    return check_filter(path.read_text(encoding="utf-8"), path.name)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One micro-batch of raw alert messages through the service: the stream worker's whole job.
 
-decode once -> archive the full packet -> lightweight packet -> filters -> per-visit caps ->
-per-filter topics; anything undecodable goes to the dead-letter topic with its reason. The method returns only when
+decode once -> archive the full packet and append to the PPDB mirror -> lightweight packet -> filters ->
+per-visit caps -> per-filter topics; anything undecodable goes to the dead-letter topic with its reason. The method returns only when
 every output of the batch is acknowledged by the broker, so the caller may then commit offsets
 (at-least-once; outputs are keyed by diaSourceId so consumers can dedupe a replayed batch).
 Kept free of faust so benchmarks and tests drive exactly the same code.
@@ -25,6 +25,7 @@ from afs.archive import AlertArchive
 from afs.config import Settings
 from afs.control.delivery import Settlement, visit_of
 from afs.filtering import FilterEngine
+from afs.ppdb.mirror import IngestReport
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,14 @@ class Publisher(Protocol):
     """Schedules a message and returns an awaitable that resolves once the broker acknowledged it."""
 
     async def send(self, topic: str, value: bytes, key: bytes | None, headers: Headers) -> Awaitable[Any]: ...
+
+
+class MirrorWriter(Protocol):
+    """The PPDB mirror as the pipeline sees it (afs.ppdb Mirror or MirrorClient)."""
+
+    def ingest_alerts(self, records: Sequence[Mapping[str, Any]]) -> IngestReport:
+        """Blocking: append the batch's rows; idempotent for a replayed batch."""
+        ...
 
 
 class MatchLedger(Protocol):
@@ -57,6 +66,7 @@ class InMessage:
 @dataclass
 class BatchReport:
     alerts: int = 0
+    ppdb_rows: int = 0  # new rows in the mirror
     dead_letters: Counter[str] = field(default_factory=Counter)
     matches: Counter[str] = field(default_factory=Counter)
     withheld: Counter[str] = field(default_factory=Counter)  # over the owner's per-visit cap
@@ -66,6 +76,7 @@ class BatchReport:
 
     def add(self, other: BatchReport) -> None:
         self.alerts += other.alerts
+        self.ppdb_rows += other.ppdb_rows
         self.dead_letters.update(other.dead_letters)
         self.matches.update(other.matches)
         self.withheld.update(other.withheld)
@@ -82,10 +93,12 @@ def dead_letter_headers(error: AlertDecodeError, message: InMessage) -> Headers:
 
 class AlertPipeline:
     def __init__(self, settings: Settings, codec: AlertCodec, archive: AlertArchive,
-                 engine: FilterEngine, publisher: Publisher, ledger: MatchLedger) -> None:
+                 engine: FilterEngine, publisher: Publisher, ledger: MatchLedger,
+                 mirror: MirrorWriter | None = None) -> None:
         self.settings = settings
         self.codec = codec
         self.archive = archive
+        self.mirror = mirror
         self.engine = engine
         self.publisher = publisher
         self.ledger = ledger
@@ -106,10 +119,16 @@ class AlertPipeline:
                     self.settings.dead_letter_topic, message.value, message.key, dead_letter_headers(exc, message)))
         report.alerts = len(decoded)
 
-        # Archive and filters run side by side in threads (zlib and the sandbox pipes release the GIL).
+        # Archive, mirror and filters run side by side in threads (zlib, DuckDB and the sandbox pipes release
+        # the GIL). Filters see the mirror as of each alert's time, so they need not wait for this batch's rows.
+        records = [a.record for _, a in decoded]
         archived = asyncio.to_thread(self.archive.put_many, [(a.dia_source_id, m.value) for m, a in decoded])
-        filtered = asyncio.to_thread(self.engine.run, [a.record for _, a in decoded])
-        _, result = await asyncio.gather(archived, filtered)
+        mirrored = asyncio.to_thread(self.mirror.ingest_alerts, records) if self.mirror and records \
+            else asyncio.sleep(0, None)
+        filtered = asyncio.to_thread(self.engine.run, records)
+        _, ingested, result = await asyncio.gather(archived, mirrored, filtered)
+        if ingested is not None:
+            report.ppdb_rows = sum(ingested.inserted.values())
 
         # Lightweight packets only after the archive holds the packet their URI points to.
         base_url = self.settings.public_base_url
@@ -142,7 +161,7 @@ class AlertPipeline:
         await asyncio.gather(*pending)
         report.seconds = time.perf_counter() - started
         self.totals.add(report)
-        log.info("batch: %d alerts, %d dead-lettered, %d matches (%d withheld by caps) in %.2f s", report.alerts,
-                 sum(report.dead_letters.values()), sum(report.matches.values()), sum(report.withheld.values()),
-                 report.seconds)
+        log.info("batch: %d alerts, %d dead-lettered, %d new PPDB rows, %d matches (%d withheld by caps) in %.2f s",
+                 report.alerts, sum(report.dead_letters.values()), report.ppdb_rows, sum(report.matches.values()),
+                 sum(report.withheld.values()), report.seconds)
         return report

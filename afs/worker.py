@@ -28,6 +28,7 @@ from afs.control.filters import sync_predefined
 from afs.control.live import LiveFilters
 from afs.filtering import FilterEngine, sandbox_limits
 from afs.pipeline import AlertPipeline, Headers, InMessage, Publisher
+from afs.ppdb.service import Owner, narrow_limits
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
@@ -80,7 +81,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(alerts)
     async def process(stream: faust.StreamT) -> None:
-        pipeline, live = await build_pipeline(settings, FaustPublisher(app))
+        pipeline, live, owner = await build_pipeline(settings, FaustPublisher(app))
         reloading = asyncio.create_task(live.keep_reloading())
         try:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
@@ -92,22 +93,27 @@ def create_app(settings: Settings) -> faust.App:
             reloading.cancel()
             pipeline.engine.close()
             pipeline.archive.close()
+            owner.close()
             live.db.close()
 
     return app
 
 
-async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[AlertPipeline, LiveFilters]:
-    """Start the sandbox with the active filter versions (the predefined ones synced from
-    AFS_FILTERS_DIR first), make sure every output topic exists, wire it up."""
+async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[AlertPipeline, LiveFilters, Owner]:
+    """Open (or reach) the PPDB mirror, start the sandbox with the active filter versions (the predefined
+    ones synced from AFS_FILTERS_DIR first), make sure every output topic exists, wire it up."""
     db = await asyncio.to_thread(lambda: Database(settings.database_url).create_schema())
     await asyncio.to_thread(sync_predefined, db, settings.filters_dir)
     await ensure_topics(settings, service_topics(settings))
-    live = LiveFilters(settings, db, FilterEngine(sandbox_limits(settings)))
+    owner = await asyncio.to_thread(Owner, settings)
+    live = LiveFilters(settings, db, FilterEngine(sandbox_limits(settings), owner.mirror, narrow_limits(settings)))
     await live.reload()
     codec = AlertCodec(SchemaStore(settings.schema_registry_url), settings.max_alert_bytes)
-    log.info("worker ready: %d active filters", len(live.engine.active_ids))
-    return AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher, live), live
+    log.info("worker ready: %d active filters; PPDB mirror %s", len(live.engine.active_ids),
+             settings.ppdb_url or f"{settings.ppdb_path}, served at {settings.ppdb_listen_address()}")
+    pipeline = AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher, live,
+                             owner.mirror)
+    return pipeline, live, owner
 
 
 async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage]) -> None:

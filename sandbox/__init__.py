@@ -6,6 +6,8 @@ The service uses only what is exported here:
     with SandboxPool(SandboxLimits()) as pool:
         rejected = pool.set_filters([FilterSpec(id, owner, source), ...])
         result = pool.run_batch(alerts)         # BatchResult: outcomes by filter id
+        result = pool.run_batch(alerts, supplements={id: per_alert_values}, query=answer)
+                                                # alert["ppdb"] per filter; helpers.ppdb_query
         pool.info(filter_id)                    # FilterInfo of an active filter, as set_filters compiled it
         pool.enable(filter_id)                  # after a new version or an admin's decision
     outcome = result.outcomes[id]               # FilterOutcome
@@ -16,13 +18,13 @@ This package imports nothing from the service (`afs`).
 """
 from .compiler import FilterInfo, compile_filter
 from .cpu_histogram import CPU_HISTOGRAM_EDGES_S, histogram_quantile, merge_histograms
-from .errors import FilterRejected
+from .errors import FilterRejected, QueryRefused
 from .limits import SandboxLimits
 from .pool import FilterSpec, SandboxPool
 from .results import BatchResult, FilterOutcome
 
 __all__ = [
     "CPU_HISTOGRAM_EDGES_S", "BatchResult", "FilterInfo", "FilterOutcome", "FilterRejected",
-    "FilterSpec", "SandboxLimits", "SandboxPool", "compile_filter", "histogram_quantile",
+    "FilterSpec", "QueryRefused", "SandboxLimits", "SandboxPool", "compile_filter", "histogram_quantile",
     "merge_histograms",
 ]

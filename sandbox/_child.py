@@ -68,7 +68,7 @@ def _serve(cursor_fd: int) -> None:
     report = confine(ConfinementConfig(**config["confinement"]))
     channel.send({"type": "ready", "confinement": asdict(report)})
     runner = BatchRunner(cursor, channel.send, config["soft_timeout_s"],
-                         config["max_errors"], config["max_timeouts"])
+                         config["max_errors"], config["max_timeouts"], channel.receive)
     while True:
         header = channel.receive()
         if header is None:

@@ -21,9 +21,9 @@ from types import FrameType, FunctionType, MappingProxyType, TracebackType
 from typing import Any
 
 from . import helpers
-from .alert_columns import rows
+from .alert_columns import is_supplement, rows
 from .cpu_histogram import histogram_of_ns
-from .freeze import UnsupportedValue, freeze_top, project
+from .freeze import UnsupportedValue, freeze, freeze_top, project
 from .isolation import set_cpu_budget
 from .protocol import (
     MAX_MESSAGE_CHARS,
@@ -79,6 +79,7 @@ class RunRequest:
     filters: tuple[FilterCode, ...]
     keys: tuple[str, ...]
     n_alerts: int
+    supplements: tuple[str | None, ...] = ()  # per filter: its supplement column, if any
 
 
 @dataclass
@@ -157,11 +158,17 @@ def describe_result(result: object) -> str | None:
     return f"returned {what}; a filter must return True/False or a finite number (> 0 means a match)"
 
 
+SUPPLEMENT_KEY = "ppdb"  # where a filter finds what the service fetched for it
+Views = list[list[MappingProxyType[str, Any]]]  # per filter position, per alert
+
+
 class BatchRunner:
     def __init__(self, cursor: memoryview, send: Callable[[dict[str, Any]], None],
-                 soft_timeout_s: float, max_errors: int, max_timeouts: int) -> None:
+                 soft_timeout_s: float, max_errors: int, max_timeouts: int,
+                 receive: Callable[[], Any] | None = None) -> None:
         self.cursor = cursor
         self.send = send
+        self.receive = receive
         self.timer = SoftTimer(cursor, soft_timeout_s)
         self.soft_timeout_s = soft_timeout_s
         self.max_errors = max_errors
@@ -173,14 +180,16 @@ class BatchRunner:
         cursor[SLOT_SEQUENCE] = request.sequence
         set_cpu_budget(request.cpu_seconds)
         self.timer.start()
+        helpers.set_query_channel(self._ask if self.receive is not None else None)
         try:
             active = self._load(request.filters)
             views = self._freeze(request, columns, active)
             if views is not None:
                 for position, loaded in enumerate(active):
-                    self._run_filter(position, loaded, views)
+                    self._run_filter(position, loaded, views[position])
         finally:  # the cursor keeps its position if this fails: the parent needs it
             self.timer.stop()
+            helpers.set_query_channel(None)
         cursor[SLOT_PHASE] = PHASE_IDLE
         helpers.reset_caches()
         self.send({"type": "done"})
@@ -216,33 +225,60 @@ class BatchRunner:
             return LoadedFilter(code.key, None, code.reads, "the module defines no filter function")
         return LoadedFilter(code.key, function, code.reads)
 
-    def _freeze(self, request: RunRequest, columns: list[bytearray],
-                active: list[LoadedFilter]) -> dict[Any, list[MappingProxyType[str, Any]]] | None:
-        """One frozen copy of each alert, and one read-only view per READS set."""
+    def _freeze(self, request: RunRequest, columns: list[bytearray], active: list[LoadedFilter]) -> Views | None:
+        """One frozen copy of each alert and of each supplement, and one read-only view per
+        (READS set, supplement): a filter sees its own supplement, never another's."""
         self.cursor[SLOT_PHASE] = PHASE_FREEZING
         alerts = rows(request.keys, [pickle.loads(column) for column in columns], request.n_alerts)
         columns.clear()
+        supplements: dict[str, list[Any]] = {key: [] for key in request.keys if is_supplement(key)}
         tops = []
         try:
             for index, alert in enumerate(alerts):
                 self.cursor[SLOT_ALERT] = index
+                for key, values in supplements.items():
+                    values.append(freeze(alert.pop(key, None)))
                 tops.append(freeze_top(alert))
         except UnsupportedValue as exc:
             self.send({"type": "fatal", "reason": f"alert {index}: {exc}"[:MAX_MESSAGE_CHARS]})
             return None
-        views: dict[Any, list[MappingProxyType[str, Any]]] = {}
-        for loaded in active:
-            if loaded.reads not in views:
-                views[loaded.reads] = [project(top, loaded.reads) for top in tops]
+        shared: dict[Any, list[MappingProxyType[str, Any]]] = {}
+        views = []
+        for position, loaded in enumerate(active):
+            supplement = request.supplements[position] if request.supplements else None
+            key = (loaded.reads, supplement)
+            if key not in shared:
+                if supplement is None:
+                    shared[key] = [project(top, loaded.reads) for top in tops]
+                else:
+                    shared[key] = [project(top, loaded.reads, {SUPPLEMENT_KEY: value})
+                                   for top, value in zip(tops, supplements[supplement])]
+            views.append(shared[key])
         return views
 
+    def _ask(self, kind: str, params: dict[str, Any]) -> Any:
+        """A filter's query, answered by the parent while the filter waits. The soft timer is held
+        off meanwhile so the answer is always read; the time counts against the call all the same."""
+        assert self.receive is not None
+        cursor = self.cursor
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            self.send({"type": "query", "f": cursor[SLOT_FILTER], "a": cursor[SLOT_ALERT],
+                       "kind": kind, "params": params})
+            answer = self.receive()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if answer is None:
+            raise SystemExit(0)  # the parent went away
+        return pickle.loads(answer)
+
     def _run_filter(self, position: int, loaded: LoadedFilter,
-                    views: dict[Any, list[MappingProxyType[str, Any]]]) -> None:
+                    views: list[MappingProxyType[str, Any]]) -> None:
         report: dict[str, Any] = {"type": "filter", "f": position, "m": [], "e": [], "t": [],
                                   "n": 0, "h": [], "cpu": 0.0, "load_error": loaded.load_error,
                                   "load_line": loaded.load_line, "stop": None}
         if loaded.function is not None:
-            self._call_all(position, loaded.function, views[loaded.reads], report)
+            self._call_all(position, loaded.function, views, report)
         self.cursor[SLOT_PHASE] = PHASE_REPORTING
         self.send(report)
 

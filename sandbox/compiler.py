@@ -3,15 +3,20 @@
 A filter is a module that defines `def filter(alert)`, returning a bool or a
 finite number (a number > 0 is a match and becomes the score). Optional
 top-level constants: NAME = "..." and READS = ("diaSource", ...) (the top-level
-alert keys it reads; it then sees only those, plus diaSourceId). The module
-docstring is its description. Only imports, constants and function definitions
-may appear at the top level.
+alert keys it reads; it then sees only those, plus diaSourceId), and NEEDS = {...}
+(a literal saying what supplemental data the service should fetch for it; it then
+finds that data under alert["ppdb"]; what NEEDS may say is the service's business,
+checked by the ``check_needs`` it passes in). The module docstring is its
+description. Only imports, constants and function definitions may appear at the
+top level.
 """
 from __future__ import annotations
 
 import ast
 import marshal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import helpers, safe_math
 from .errors import FilterRejected, Problem
@@ -36,11 +41,13 @@ MODULE_MEMBERS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class FilterInfo:
-    """What the service shows about a filter; reads is None when READS is absent."""
+    """What the service shows about a filter; reads is None when READS is absent, needs is the
+    value of the NEEDS literal (None when absent)."""
 
     name: str
     description: str
     reads: frozenset[str] | None
+    needs: Any = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +58,19 @@ class CompiledFilter:
     code: bytes
 
 
-def compile_filter(source: str, filename: str = "<filter>") -> FilterInfo:
+NeedsCheck = Callable[[Any], Sequence[str]]  # the NEEDS value -> problems (none: accepted)
+
+
+def compile_filter(source: str, filename: str = "<filter>",
+                   check_needs: NeedsCheck | None = None) -> FilterInfo:
     """Check a filter and describe it; raises FilterRejected with line and reason."""
-    return compile_source(source, filename).info
+    return compile_source(source, filename, check_needs).info
 
 
-def compile_source(source: str, filename: str = "<filter>") -> CompiledFilter:
-    """Check a filter and compile it for a worker; raises FilterRejected."""
+def compile_source(source: str, filename: str = "<filter>",
+                   check_needs: NeedsCheck | None = None) -> CompiledFilter:
+    """Check a filter and compile it for a worker; raises FilterRejected. ``check_needs``
+    judges the NEEDS literal; its problems are reported at the NEEDS line."""
     problems = lint_source(source)
     if problems:
         raise FilterRejected.from_problems(problems)
@@ -68,7 +81,7 @@ def compile_source(source: str, filename: str = "<filter>") -> CompiledFilter:
     problems = _structure_problems(tree) + check_tree(tree, MODULE_MEMBERS)
     if problems:
         raise FilterRejected.from_problems(sorted(problems, key=_reading_order))
-    info = _describe(tree, filename)
+    info = _describe(tree, filename, check_needs)
     problems = restrict(tree)
     if problems:
         raise FilterRejected.from_problems(problems)
@@ -142,10 +155,12 @@ def _structure_problems(tree: ast.Module) -> list[Problem]:
     return problems
 
 
-def _describe(tree: ast.Module, filename: str) -> FilterInfo:
+def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None) -> FilterInfo:
     problems: list[Problem] = []
     name = None
     reads: frozenset[str] | None = None
+    needs_node: ast.stmt | None = None
+    needs: Any = None
     for node in tree.body:
         target = _target_name(node)
         value = getattr(node, "value", None)
@@ -163,6 +178,13 @@ def _describe(tree: ast.Module, filename: str) -> FilterInfo:
                 problems.append(problem_at(node, "READS is set more than once"))
                 continue
             reads = _reads(node, value, problems)
+        elif target == "NEEDS":
+            if needs_node is not None:
+                problems.append(problem_at(node, "NEEDS is set more than once"))
+                continue
+            needs_node, needs = node, _needs(node, value, problems)
+    if needs_node is not None and needs is not None and check_needs is not None:
+        problems += [problem_at(needs_node, reason) for reason in check_needs(needs)]
     description = ast.get_docstring(tree) or ""
     if len(description) > MAX_DESCRIPTION_CHARS:
         problems.append(Problem(f"the docstring is longer than {MAX_DESCRIPTION_CHARS} "
@@ -170,7 +192,16 @@ def _describe(tree: ast.Module, filename: str) -> FilterInfo:
     if problems:
         raise FilterRejected.from_problems(problems)
     default_name = filename.strip("<>").removesuffix(".py") or "filter"
-    return FilterInfo(name or default_name, description, reads)
+    return FilterInfo(name or default_name, description, reads, needs)
+
+
+def _needs(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> Any:
+    """The NEEDS value: a plain literal, never evaluated code."""
+    try:
+        return ast.literal_eval(value) if value is not None else None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        problems.append(problem_at(node, 'NEEDS must be a literal dict, e.g. NEEDS = {"history": {"days": 3650}}'))
+        return None
 
 
 def _reads(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> frozenset[str]:

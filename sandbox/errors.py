@@ -48,3 +48,8 @@ class FilterRejected(Exception):
         if len(self.problems) > 1:
             text += f" (and {len(self.problems) - 1} more problem(s))"
         return text
+
+
+class QueryRefused(Exception):
+    """The service would not answer a filter's query (bad parameters, limits used up); the
+    message reaches the filter as the text of a ValueError."""

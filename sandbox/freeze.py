@@ -57,8 +57,13 @@ def freeze_top(alert: dict[str, Any]) -> dict[str, Any]:
     return alert
 
 
-def project(top: dict[str, Any], keys: Iterable[str] | None) -> MappingProxyType[str, Any]:
-    """The read-only view a filter gets: only the top-level keys it declared."""
-    if keys is None:
+def project(top: dict[str, Any], keys: Iterable[str] | None,
+            extra: dict[str, Any] | None = None) -> MappingProxyType[str, Any]:
+    """The read-only view a filter gets: only the top-level keys it declared, plus ``extra``
+    (frozen values the service gave this filter alone)."""
+    if keys is None and extra is None:
         return MappingProxyType(top)
-    return MappingProxyType({k: top[k] for k in keys if k in top})
+    view = dict(top) if keys is None else {k: top[k] for k in keys if k in top}
+    if extra:
+        view.update(extra)
+    return MappingProxyType(view)

@@ -6,9 +6,9 @@ TypeError whose message is plain text: nothing a filter receives from here
 leads back to a host object. Missing values (None) and NaN never raise; a
 result that cannot be computed is NaN.
 
-Only the names in __all__ are visible to filters. Later helpers that query the
-PPDB will go through the worker's channel to the parent, never a connection of
-their own, and belong here too.
+Only the names in __all__ are visible to filters. ppdb_query goes through the
+worker's channel to the parent, never a connection of its own: the service checks
+and answers it under a per-filter, per-alert budget.
 """
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from .freeze import freeze
+from .protocol import MAX_QUERY_PARAMS, MAX_QUERY_TEXT
+
 __all__ = [
     "flux_to_mag", "mag_err", "snr", "angular_separation", "galactic_latitude",
-    "light_curve", "mean", "median", "stdev", "slope", "rise_rate",
+    "light_curve", "mean", "median", "stdev", "slope", "rise_rate", "ppdb_query",
 ]
 
 AB_ZEROPOINT_NJY = 31.4  # AB magnitude of a 1 nJy source
@@ -264,3 +267,43 @@ def rise_rate(alert: _Alert, band: str | None = None, days: float | None = None)
         latest = max(mjd for mjd, _ in pairs)
         pairs = [(mjd, m) for mjd, m in pairs if mjd >= latest - window]
     return _least_squares_slope(pairs)
+
+
+# Set by the worker for the length of a batch: (kind, params) -> {"rows": ...} or {"error": text}.
+_query_channel: Callable[[str, dict[str, Any]], Any] | None = None
+_QUERY_PARAM_TYPES = (str, int, float, bool, type(None))
+
+
+def set_query_channel(channel: Callable[[str, dict[str, Any]], Any] | None) -> None:
+    global _query_channel
+    _query_channel = channel
+
+
+@_sanitised
+def ppdb_query(kind: str, **params: Any) -> tuple[MappingProxyType[str, Any], ...]:
+    """Rows from the service's PPDB mirror as of this alert, oldest or nearest first:
+    ppdb_query("history", diaObjectId=..., days=30), ppdb_query("neighbours", ra=..., dec=...,
+    radius_arcsec=10), also "forced_history" and "recent_detections" (the NEEDS kinds).
+    A few calls and rows per alert at most; prefer NEEDS, fetched for the whole batch at once."""
+    if _query_channel is None:
+        raise ValueError("PPDB queries are not available here")
+    if not isinstance(kind, str):
+        raise TypeError("kind must be a string")
+    if len(kind) > MAX_QUERY_TEXT or len(params) > MAX_QUERY_PARAMS:
+        raise ValueError("unknown query kind or too many parameters")
+    plain: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, tuple | list) and all(isinstance(v, str) for v in value):
+            value = list(value)
+        elif not isinstance(value, _QUERY_PARAM_TYPES):
+            raise TypeError(f"{name} must be a number, a string or a tuple of strings")
+        values = value if isinstance(value, list) else [value]
+        if len(values) > MAX_QUERY_PARAMS or any(isinstance(v, str) and len(v) > MAX_QUERY_TEXT for v in values):
+            raise ValueError(f"{name}: at most {MAX_QUERY_PARAMS} values of at most {MAX_QUERY_TEXT} characters")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"{name} must be finite")
+        plain[name] = value
+    answer = _query_channel(kind, plain)
+    if "error" in answer:
+        raise ValueError(str(answer["error"]))
+    return freeze(list(answer["rows"]))

@@ -24,11 +24,11 @@ from typing import Any
 
 from .alert_columns import AlertColumns
 from .batch_runner import FilterCode
-from .compiler import CompiledFilter, FilterInfo, compile_source
+from .compiler import CompiledFilter, FilterInfo, NeedsCheck, compile_source
 from .errors import FilterRejected
 from .limits import SandboxLimits
 from .results import BatchResult, FilterOutcome
-from .shard import FilterTally, ShardRun
+from .shard import FilterTally, Query, ShardRun
 from .worker import WorkerProcess
 
 log = logging.getLogger("sandbox")
@@ -101,8 +101,10 @@ class SandboxPool:
     run_batch blocks (call it from a thread); one batch runs at a time.
     """
 
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(self, limits: SandboxLimits | None = None, check_needs: NeedsCheck | None = None) -> None:
+        """``check_needs`` judges each filter's NEEDS literal (see compile_filter)."""
         self.limits = limits or SandboxLimits()
+        self.check_needs = check_needs
         self._empty_root = _make_empty_root()
         self._workers = [WorkerProcess(self.limits, self._empty_root)
                          for _ in range(self.limits.workers)]
@@ -155,7 +157,7 @@ class SandboxPool:
                 states[spec.id] = old
                 continue
             try:
-                compiled = compile_source(spec.source, FILTER_FILENAME)
+                compiled = compile_source(spec.source, FILTER_FILENAME, self.check_needs)
             except FilterRejected as rejection:
                 rejections[spec.id] = rejection
                 continue
@@ -182,7 +184,7 @@ class SandboxPool:
         return rejections
 
     def info(self, filter_id: str) -> FilterInfo:
-        """What an active filter declared (name, description, READS), as compiled by set_filters."""
+        """What an active filter declared (name, description, READS, NEEDS), as compiled by set_filters."""
         with self._state_lock:
             return self._filters[filter_id].compiled.info
 
@@ -196,18 +198,28 @@ class SandboxPool:
 
     # -- batches --------------------------------------------------------------------
 
-    def run_batch(self, alerts: Sequence[Mapping[str, Any]]) -> BatchResult:
-        """Run every enabled filter over the alerts; outcomes for the whole active set."""
+    def run_batch(self, alerts: Sequence[Mapping[str, Any]],
+                  supplements: Mapping[str, Sequence[Any]] | None = None,
+                  query: Query | None = None) -> BatchResult:
+        """Run every enabled filter over the alerts; outcomes for the whole active set.
+
+        ``supplements``: filter id -> one value (plain data) per alert, which that filter
+        alone finds frozen under alert["ppdb"]; pass the same list object to filters that
+        share a value, and it is sent once. ``query`` answers filters' helpers.ppdb_query
+        calls, in this thread, while the batch runs.
+        """
         started = time.monotonic()
         alerts = list(alerts)
         with self._batch_lock:
-            tallies = self._run_shards(alerts)
+            tallies = self._run_shards(alerts, supplements, query)
             with self._state_lock:
                 outcomes = {fid: self._judge(state, tallies.get(fid), alerts)
                             for fid, state in self._filters.items()}
         return BatchResult(outcomes, time.monotonic() - started)
 
-    def _run_shards(self, alerts: list[Mapping[str, Any]]) -> dict[str, FilterTally]:
+    def _run_shards(self, alerts: list[Mapping[str, Any]],
+                    supplements: Mapping[str, Sequence[Any]] | None = None,
+                    query: Query | None = None) -> dict[str, FilterTally]:
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
         with self._state_lock:
@@ -215,8 +227,8 @@ class SandboxPool:
                       for shard in self._shards]
             codes = {fid: state.code for fid, state in self._filters.items()}
             budget = {fid: self.limits.max_kills - state.kills for fid, state in self._filters.items()}
-        columns = AlertColumns(alerts)
-        runs = [ShardRun(worker, {fid: codes[fid] for fid in shard}, columns, budget, self.limits)
+        columns = AlertColumns(alerts, supplements)
+        runs = [ShardRun(worker, {fid: codes[fid] for fid in shard}, columns, budget, self.limits, query)
                 for worker, shard in zip(self._workers, shards) if shard]
         tallies: dict[str, FilterTally] = {}
         for result in self._executor.map(ShardRun.execute, runs):

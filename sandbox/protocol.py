@@ -198,3 +198,26 @@ def validate_confinement(message: dict[str, Any]) -> dict[str, Any]:
     for warning in warnings:
         _message(warning)
     return report
+
+
+MAX_QUERY_PARAMS = 20
+MAX_QUERY_TEXT = 200
+
+
+def validate_query(message: dict[str, Any], n_filters: int, n_alerts: int
+                   ) -> tuple[int, int, str, dict[str, Any]]:
+    """A filter's query: (filter position, alert position, kind, params) with plain small values."""
+    position, alert, kind, params = (message.get(k) for k in ("f", "a", "kind", "params"))
+    if not (_is_int(position) and 0 <= position < n_filters and _is_int(alert) and 0 <= alert < n_alerts):
+        raise ProtocolError("query from no running call")
+    if not isinstance(kind, str) or len(kind) > MAX_QUERY_TEXT:
+        raise ProtocolError("bad query kind")
+    if not isinstance(params, dict) or len(params) > MAX_QUERY_PARAMS:
+        raise ProtocolError("bad query parameters")
+    for name, value in params.items():
+        values = value if isinstance(value, list) else [value]
+        if len(name) > MAX_QUERY_TEXT or len(values) > MAX_QUERY_PARAMS or not all(
+                value is None or isinstance(value, bool | int | float) or
+                (isinstance(value, str) and len(value) <= MAX_QUERY_TEXT) for value in values):
+            raise ProtocolError("bad query parameters")
+    return position, alert, kind, params

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .alert_columns import AlertColumns
 from .batch_runner import FilterCode, RunRequest
@@ -34,6 +36,9 @@ ISOLATION_BUDGET_DEADLINES = 4
 # filter dies so, its (filter, alert) pair is re-run alone to tell which. Running
 # past the CPU limit, the deadline or the hard per-call limit is charged at once.
 PROBED_DEATHS = frozenset({"crash", "exit", "protocol", "memory"})
+# The service's answer to a filter's query: (filter id, alert index in the batch, kind,
+# params) -> plain data, or raises QueryRefused with a message for the filter.
+Query = Callable[[str, int, str, dict[str, Any]], Any]
 
 
 class AlertsRejected(ValueError):
@@ -83,11 +88,13 @@ _Unit = tuple[tuple[str, ...], tuple[int, ...]]  # filter ids, batch indices
 class ShardRun:
     def __init__(self, worker: WorkerProcess, codes: dict[str, FilterCode],
                  columns: AlertColumns, kill_budget: dict[str, int],
-                 limits: SandboxLimits) -> None:
+                 limits: SandboxLimits, query: Query | None = None) -> None:
         self.worker = worker
         self.codes = codes
         self.columns = columns
-        self.keys = columns.keys_for(code.reads for code in codes.values())
+        supplements = sorted({columns.supplement_of[f] for f in codes if f in columns.supplement_of})
+        self.keys = columns.keys_for(code.reads for code in codes.values()) + tuple(supplements)
+        self.query = query
         self.n_alerts = len(columns.alerts)
         self.kill_budget = kill_budget
         self.limits = limits
@@ -142,8 +149,15 @@ class ShardRun:
         whole = len(indices) == self.n_alerts
         frames = self.columns.frames(self.keys, None if whole else indices)
         request = RunRequest(0, self.limits.cpu_seconds, tuple(self.codes[f] for f in fids),
-                             self.keys, len(indices))
-        outcome = self.worker.run(request, frames)
+                             self.keys, len(indices),
+                             tuple(self.columns.supplement_of.get(f) for f in fids))
+        answer = None
+        if self.query is not None:
+            query = self.query
+
+            def answer(position: int, alert: int, kind: str, params: dict[str, Any]) -> Any:
+                return query(fids[position], indices[alert], kind, params)
+        outcome = self.worker.run(request, frames, answer)
         for position, report in outcome.reports.items():
             fid = fids[position]
             tally = self.tallies[fid]

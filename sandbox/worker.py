@@ -27,16 +27,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import RestrictedPython
 
 from .batch_runner import RunRequest
+from .errors import QueryRefused
 from .isolation import ConfinementConfig
 from .limits import SandboxLimits
 from .protocol import (
     CURSOR_SLOTS,
     EXIT_OUT_OF_MEMORY,
+    MAX_MESSAGE_CHARS,
     MAX_REPORT_BYTES,
     PHASE_IDLE,
     PHASE_RUNNING,
@@ -53,10 +56,15 @@ from .protocol import (
     to_worker,
     validate_confinement,
     validate_filter_report,
+    validate_query,
     worker_frame_header,
 )
 
 log = logging.getLogger("sandbox")
+
+# Answers a filter's query: (filter position, alert position in the run, kind, params) ->
+# plain data, or raises QueryRefused.
+Answer = Callable[[int, int, str, dict[str, Any]], Any]
 
 STARTUP_TIMEOUT_S = 20.0
 EXIT_GRACE_S = 2.0
@@ -163,9 +171,9 @@ class WorkerProcess:
 
     # -- one run ----------------------------------------------------------------
 
-    def run(self, request: RunRequest, columns: list[bytes]) -> RunOutcome:
+    def run(self, request: RunRequest, columns: list[bytes], answer: Answer | None = None) -> RunOutcome:
         """Send a run (its alerts as pickled columns) and collect its reports, or
-        describe how the worker died."""
+        describe how the worker died. ``answer`` serves the filters' queries meanwhile."""
         if not self.alive:
             self.close()
             self.start()
@@ -182,7 +190,7 @@ class WorkerProcess:
             for column in columns:
                 self._send(worker_frame_header(len(column)), deadline)
                 self._send(column, deadline)
-            return self._collect(request, n_alerts, deadline, reports, self._watch)
+            return self._collect(request, n_alerts, deadline, reports, self._watch, answer)
         except TimeoutError:
             self._kill("deadline", f"ran past the batch deadline of "
                                    f"{self.limits.batch_deadline_s:g} s")
@@ -194,7 +202,8 @@ class WorkerProcess:
         return RunOutcome(reports, self._reap())
 
     def _collect(self, request: RunRequest, n_alerts: int, deadline: float,
-                 reports: dict[int, FilterReport], watch: _StallWatch) -> RunOutcome:
+                 reports: dict[int, FilterReport], watch: _StallWatch,
+                 answer: Answer | None = None) -> RunOutcome:
         buffer = bytearray()
         while True:
             message = self._next_message(buffer, deadline, watch)
@@ -207,6 +216,9 @@ class WorkerProcess:
                 if report.position in reports:
                     raise ProtocolError("duplicate filter report")
                 reports[report.position] = report
+            elif kind == "query":
+                self._send(to_worker(_answer(answer, *validate_query(message, len(request.filters), n_alerts))),
+                           deadline)
             elif kind == "done":
                 if len(reports) != len(request.filters) or buffer:
                     raise ProtocolError("incomplete run")
@@ -289,6 +301,15 @@ class WorkerProcess:
                 call_cpu_s = min(wall_s, filter_cpu_s)
         return Death(kind, detail, cursor[SLOT_PHASE], cursor[SLOT_FILTER], cursor[SLOT_ALERT],
                      filter_cpu_s, call_cpu_s)
+
+
+def _answer(answer: Answer | None, position: int, alert: int, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    if answer is None:
+        return {"error": "PPDB queries are not available here"}
+    try:
+        return {"rows": answer(position, alert, kind, params)}
+    except QueryRefused as refusal:
+        return {"error": str(refusal)[:MAX_MESSAGE_CHARS]}
 
 
 def _ended_within(pid: int, timeout_s: float) -> bool:

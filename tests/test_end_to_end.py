@@ -28,6 +28,7 @@ from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 from afs.filtering import FilterEngine, load_filter_dir, sandbox_limits
 from afs.outputs import Outputs, collect, output_consumer
+from afs.ppdb.mirror import Mirror
 from afs.processes import worker_process
 from afs.produce import produce_messages, producer_for
 
@@ -56,6 +57,7 @@ def broker() -> Iterator[EmbeddedBroker]:
 def visit_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> VisitRun:
     tmp = tmp_path_factory.mktemp("e2e")
     settings = Settings(kafka_bootstrap=broker.bootstrap, archive_dir=tmp / "archive", filters_dir=REPO / "filters",
+                        ppdb_path=tmp / "ppdb.duckdb",
                         database_url=f"sqlite:///{tmp / 'afs.db'}",
                         max_alert_bytes=2_000_000, batch_size=100, batch_window_s=0.2)
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
@@ -93,6 +95,15 @@ def test_every_good_alert_is_archived_as_its_wire_bytes(visit_run: VisitRun) -> 
     for sid, message in visit_run.good.items():
         assert archive.get(sid) == message
     archive.close()
+
+
+def test_every_good_alert_is_in_the_ppdb_mirror_with_its_history(visit_run: VisitRun) -> None:
+    with Mirror(visit_run.settings.ppdb_path, read_only=True) as mirror, mirror.reader() as con:
+        sources = {row[0] for row in con.execute('SELECT "diaSourceId" FROM "DiaSource"').fetchall()}
+        forced = con.execute('SELECT count(*) FROM "DiaForcedSource"').fetchall()[0][0]
+    prior = {s["diaSourceId"] for a in visit_run.alerts for s in a["prvDiaSources"] or ()}
+    assert set(visit_run.good) <= sources and prior <= sources
+    assert forced == len({s["diaForcedSourceId"] for a in visit_run.alerts for s in a["prvDiaForcedSources"] or ()})
 
 
 def test_malformed_messages_are_dead_lettered_with_their_reasons(visit_run: VisitRun) -> None:

@@ -120,7 +120,7 @@ def test_demo_on_ctrl_c_leaves_no_process_behind() -> None:
 
 def test_a_worker_whose_broker_is_gone_still_stops_on_sigterm(tmp_path: Path) -> None:
     broker = EmbeddedBroker(free_port()).start()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, archive_dir=tmp_path / "archive",
+    settings = Settings(kafka_bootstrap=broker.bootstrap, archive_dir=tmp_path / "archive", ppdb_path=tmp_path / "ppdb.duckdb",
                         database_url=f"sqlite:///{tmp_path}/afs.db", shutdown_grace_s=3)
     log = tmp_path / "worker.log"
     worker = subprocess.Popen([sys.executable, "-m", "afs.cli", "--log-level", "info", "worker"], cwd=REPO,

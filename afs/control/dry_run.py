@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox import FilterInfo, FilterRejected, FilterSpec, compile_filter
+from sandbox import FilterInfo, FilterRejected, FilterSpec
 
 from afs.config import Settings
 from afs.control.errors import ControlError
 from afs.filter_tool import problem_list, run_filters, sample_batches
-from afs.filtering import CUTOUT_KEYS
+from afs.filtering import CUTOUT_KEYS, check_filter
 
 SIMULATED_SEED = 1
 ARCHIVE_SAMPLE_TTL_S = 60.0
@@ -61,7 +61,7 @@ class ReferenceSamples:
 def compile_upload(source: str, name: str | None) -> FilterInfo:
     """The filter's name, description and READS; its name is NAME in the source, else ``name``."""
     try:
-        return compile_filter(source, name or "unnamed")
+        return check_filter(source, name or "unnamed")
     except FilterRejected as error:
         raise Rejected(f"the filter was refused: {error}", problems=problem_list(error)) from None
 

@@ -15,16 +15,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox import FilterInfo, FilterRejected, compile_filter
+from sandbox import FilterInfo, FilterRejected
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from afs.control.db import Database
 from afs.control.errors import Conflict, Forbidden, NotFound
-from afs.control.models import Filter, FilterStats, FilterVersion, FilterVisit, User, utcnow
+from afs.control.models import Filter, FilterModeration, FilterStats, FilterVersion, FilterVisit, User, utcnow
 from afs.control.users import Actor, create_user
-from afs.filtering import PREDEFINED_OWNER, load_filter_dir
+from afs.filtering import PREDEFINED_OWNER, check_filter, load_filter_dir
 
 log = logging.getLogger(__name__)
 RECENT_VISITS = 20
@@ -116,6 +116,8 @@ def gate_refusal(version: FilterVersion, max_match_rate: float) -> str | None:
 def activate(session: Session, found: Filter, number: int | None, max_match_rate: float) -> FilterVersion:
     """Run this version (default: the latest) from the next visit on, if the gate lets it through."""
     version = version_of(session, found, number)
+    if found.moderation is not None and found.moderation.disabled:
+        raise Conflict(f"an admin disabled this filter: {found.moderation.reason}")
     refusal = None if found.gate_override else gate_refusal(version, max_match_rate)
     if refusal:
         raise Conflict(refusal, version=version.number, match_rate=version.dry_run and version.dry_run["match_rate"],
@@ -180,7 +182,8 @@ def active_versions(session: Session, default_cap: int) -> list[ActiveVersion]:
                User.max_matches_per_visit, FilterVersion.source)
         .join(User, User.id == Filter.owner_id)
         .join(FilterVersion, (FilterVersion.filter_id == Filter.id) & (FilterVersion.number == Filter.active_version))
-        .where(Filter.deleted_at.is_(None), Filter.active_version.is_not(None))
+        .where(Filter.deleted_at.is_(None), Filter.active_version.is_not(None),
+               Filter.id.not_in(select(FilterModeration.filter_id).where(FilterModeration.disabled)))
         .order_by(Filter.id))
     return [ActiveVersion(fid, number, activated, uid, name, default_cap if cap is None else cap, source)
             for fid, number, activated, uid, name, cap, source in rows]
@@ -218,7 +221,7 @@ def _sync(session: Session, directory: Path) -> None:
         gone.active_version = None
     for spec in specs:
         try:
-            info = compile_filter(spec.source, spec.id)
+            info = check_filter(spec.source, spec.id)
         except FilterRejected as error:
             log.error("predefined filter %s refused: %s", spec.id, error)
             continue

@@ -15,21 +15,21 @@ from afs.config import Settings
 
 @contextmanager
 def _mirror(read_only: bool) -> Iterator[Any]:
-    import duckdb
+    import pyarrow.flight as flight
 
     from afs.ppdb.queries import QueryError
     from afs.ppdb.service import connect
 
     settings = Settings()
-    try:
-        mirror = connect(settings, read_only=read_only)
-    except duckdb.IOException as error:
-        raise click.ClickException(f"{settings.ppdb_path} is held by its owner ({error}); set AFS_PPDB_URL to "
-                                   "the address of `afs ppdb serve`") from None
+    mirror = connect(settings, read_only=read_only)
     try:
         yield mirror
     except QueryError as error:
         raise click.ClickException(str(error)) from None
+    except flight.FlightUnavailableError:
+        raise click.ClickException(f"{settings.ppdb_path} is held by another process and its owner does not "
+                                   f"answer at {settings.ppdb_owner_url()}; set AFS_PPDB_URL to the address "
+                                   "of `afs ppdb serve`") from None
     finally:
         mirror.close()
 
@@ -82,8 +82,9 @@ def serve(listen: str | None) -> None:
 
     settings = Settings()
     with Mirror.from_settings(settings) as mirror:
-        server = MirrorServer(mirror, listen or settings.ppdb_listen)
-        click.echo(f"serving {settings.ppdb_path} on {listen or settings.ppdb_listen}", err=True)
+        address = listen or settings.ppdb_listen_address()
+        server = MirrorServer(mirror, address)
+        click.echo(f"serving {settings.ppdb_path} on {address}", err=True)
         try:
             server.serve()
         except KeyboardInterrupt:

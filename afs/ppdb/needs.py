@@ -99,6 +99,15 @@ def validate_needs(value: Any) -> dict[str, Need]:
     return needs
 
 
+def needs_problems(value: Any) -> list[str]:
+    """Everything wrong with a NEEDS literal (the sandbox compiler's ``check_needs``)."""
+    try:
+        validate_needs(value)
+    except NeedsError as error:
+        return error.problems
+    return []
+
+
 def _need(kind: str, options: Mapping[str, Any], problems: list[str]) -> Need:
     where = f"NEEDS[{kind!r}]"
     for option in options:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import struct
 import threading
+from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -215,11 +217,37 @@ class MirrorClient:
 
 
 def connect(settings: Any, read_only: bool = False) -> Mirror | MirrorClient:
-    """The mirror for this process: the owner's client when AFS_PPDB_URL is set, else the file itself
-    (read-only opens let several processes read a file nobody is writing)."""
+    """The mirror for a short-lived process (the CLI): the owner's client when AFS_PPDB_URL is set or the
+    file is held by its owner, else the file itself (read-only opens let several readers share it)."""
     if settings.ppdb_url:
         return MirrorClient(settings.ppdb_url, settings.ppdb_prefetch_max_rows)
-    return Mirror.from_settings(settings, read_only=read_only)
+    try:
+        return Mirror.from_settings(settings, read_only=read_only)
+    except duckdb.IOException:  # locked: its owner is running here
+        return MirrorClient(settings.ppdb_owner_url(), settings.ppdb_prefetch_max_rows)
+
+
+class Owner:
+    """The stream worker's mirror: its client when AFS_PPDB_URL names an owner elsewhere, else the file
+    itself, served to this host's other processes at AFS_PPDB_LISTEN (the embedded default: the worker
+    owns the mirror, the API and the CLI ask it)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.server: MirrorServer | None = None
+        if settings.ppdb_url:
+            self.mirror: Mirror | MirrorClient = MirrorClient(settings.ppdb_url, settings.ppdb_prefetch_max_rows)
+            return
+        self.mirror = Mirror.from_settings(settings)
+        address = settings.ppdb_listen_address()
+        if address.startswith("grpc+unix://"):
+            Path(address.removeprefix("grpc+unix://")).unlink(missing_ok=True)  # left by a killed owner
+        self.server = MirrorServer(self.mirror, address)
+        self.server.serve_in_thread()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+        self.mirror.close()
 
 
 def narrow_limits(settings: Any) -> narrow.NarrowLimits:

@@ -72,6 +72,7 @@ def make_settings(database_url: str, directory: Path, **overrides: object) -> Se
     """Settings for a test: its own database and directories, small samples, no Kafka listening."""
     values: dict[str, object] = dict(
         database_url=database_url, archive_dir=directory / "archive", jobs_dir=directory / "jobs",
+        ppdb_path=directory / "ppdb.duckdb",
         filters_dir=REPO / "filters", dry_run_alerts=200,
         kafka_bootstrap=f"127.0.0.1:{free_port()}", credentials_file=directory / "credentials.json")
     return Settings(**(values | overrides))

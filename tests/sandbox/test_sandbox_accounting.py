@@ -61,7 +61,7 @@ class ScriptedWorker:
     def close(self) -> None:
         pass
 
-    def run(self, request: RunRequest, frames: list[bytes]) -> RunOutcome:
+    def run(self, request: RunRequest, frames: list[bytes], answer: object = None) -> RunOutcome:
         self.clock.now += self.run_seconds
         ids = pickle.loads(frames[request.keys.index("diaSourceId")]) if frames else []
         if ids and self.freezing_deaths:
