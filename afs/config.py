@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     ppdb_narrow_max_rows: int = Field(default=200, ge=0)  # rows per filter per alert
     ppdb_narrow_max_seconds: float = Field(default=0.05, gt=0)  # query time per filter per alert
 
+    # Multi-resolution cutouts (afs/alerts/multires.py): where the larger field comes from.
+    multires_field_source: Literal["simulated"] = "simulated"  # production: Rubin's image cutout service
+
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Connection keyword arguments shared by aiokafka producers, consumers and admin clients."""
         kwargs: dict[str, Any] = {
