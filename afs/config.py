@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     batch_window_s: float = 0.5
     shutdown_grace_s: float = 20.0  # a stopping worker exits hard after this (at-least-once keeps it safe)
     worker_web_port: int | None = None  # None: no web server; else bound to 127.0.0.1
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics /healthz /readyz
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for Prometheus and probes from outside
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with diaSourceId/filter_id fields
     filters_dir: Path = Path("filters")
     archive_dir: Path = Path("var/archive")
     public_base_url: str = "http://127.0.0.1:8000"  # permanent alert URIs are {base}/v1/alerts/{id}
@@ -75,6 +78,21 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     api_token: str | None = None  # else the token saved by `afs login` in credentials_file
     credentials_file: Path = Path("~/.config/afs/credentials.json")
+
+    # Full alerts, cutouts and quotas (afs/quotas, afs/api/alerts.py; issue #6): per-user defaults that
+    # admins override per user (PUT /v1/users/{name}/quotas). Daily quotas reset at 00:00 UTC.
+    quota_enabled: bool = True  # False: nothing is counted or refused (benchmarks)
+    quota_visit_alerts: int = Field(default=20, ge=0)  # full alerts per visit (DMS-REQ-0343 numBrokerAlerts)
+    quota_alerts_per_day: int = Field(default=10_000, ge=0)  # full alerts per UTC day (also bulk jobs)
+    quota_cutout_bytes_per_day: int = Field(default=1_000_000_000, ge=0)
+    quota_ppdb_queries_per_day: int = Field(default=10_000, ge=0)
+    quota_requests_per_second: float = Field(default=10.0, gt=0)  # data endpoints, token bucket...
+    quota_request_burst: int = Field(default=50, ge=1)  # ...holding this many
+    quota_visit_window_s: float = Field(default=86_400.0, gt=0)  # a visit's counter lives this long
+    quota_redis_url: str | None = None  # Redis backend (redis://host:6379/0); None: the control-plane database
+    quota_redis_prefix: str = "afs:quota:"
+    quota_limits_ttl_s: float = Field(default=5.0, ge=0)  # a process caches a user's limits this long
+    quota_ledger_flush_s: float = Field(default=5.0, gt=0)  # usage report rows are written this often
 
     # PPDB mirror (afs/ppdb; issue #5): one DuckDB file with one owner process (`afs ppdb serve`, or by
     # default the stream worker); every other process reaches the owner over Arrow Flight (afs.ppdb.service).

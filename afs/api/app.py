@@ -9,13 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from afs.alerts.schemas import SchemaStore
-from afs.api import filters, health, jobs, subscriptions, users
+from afs.alerts.codec import AlertCodec
+from afs.api import admin, alerts, filters, health, jobs, ppdb, subscriptions, users
+from afs.archive import AlertArchive
 from afs.config import Settings
 from afs.control.db import Database
 from afs.control.dry_run import ReferenceSamples, Rejected
 from afs.control.errors import Conflict, ControlError, Forbidden, Invalid, NotFound
 from afs.control.filters import sync_predefined
 from afs.control.jobs import JobRunner
+from afs.quotas import QuotaEngine
 
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Rejected: 422}
 DESCRIPTION = """Upload Python filters for the Rubin alert stream, see at once what they would match,
@@ -42,16 +45,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings, app.state.db = settings, db
         app.state.samples = ReferenceSamples(settings)
         app.state.schemas = SchemaStore(settings.schema_registry_url)
-        app.state.jobs = JobRunner(settings, db).start()
+        app.state.archive = AlertArchive(settings.archive_dir)
+        app.state.codec = AlertCodec(app.state.schemas, settings.max_alert_bytes)
+        app.state.quotas = QuotaEngine.for_settings(settings, db)
+        app.state.quotas.ledger.start()
+        app.state.jobs = JobRunner(settings, db, quotas=app.state.quotas).start()
         try:
             yield
         finally:
             app.state.jobs.stop()
+            app.state.quotas.ledger.stop()
+            app.state.quotas.close()
+            app.state.archive.close()
+            if getattr(app.state, "ppdb", None) is not None:
+                app.state.ppdb.close()
             db.close()
 
     app = FastAPI(title="Rubin Alert Filtering Service", description=DESCRIPTION, version="1",
                   lifespan=lifespan)
-    for module in (health, users, filters, jobs, subscriptions):
+    for module in (health, users, filters, jobs, subscriptions, alerts, ppdb, admin):
         app.include_router(module.router)
     app.add_exception_handler(ControlError, _control_error)
     return app

@@ -27,12 +27,16 @@ def filter_out(session: Session, found: Filter, settings: Settings, owners: dict
     owner = (owners or _names(session, {found.owner_id}))[found.owner_id]
     disabled = None if found.disabled_reason is None else {
         "reason": found.disabled_reason, "dia_source_id": found.disabled_dia_source_id, "at": found.disabled_at}
-    state = "inactive" if found.active_version is None else "disabled" if disabled else "active"
+    moderation = found.moderation and {"disabled": found.moderation.disabled, "reason": found.moderation.reason,
+                                       "by": found.moderation.by, "at": found.moderation.at}
+    by_admin = bool(moderation and moderation["disabled"])  # stopped whether or not it was active
+    state = ("disabled" if by_admin else "inactive" if found.active_version is None
+             else "disabled" if disabled else "active")
     return {"id": found.id, "name": found.name, "description": found.description, "owner": owner.name,
             "predefined": owner.builtin, "topic": settings.filter_topic(found.id), "status": state,
             "active_version": found.active_version, "latest_version": found.latest_version,
-            "gate_override": found.gate_override, "disabled": disabled, "created_at": found.created_at,
-            "updated_at": found.updated_at}
+            "gate_override": found.gate_override, "disabled": disabled, "moderation": moderation,
+            "created_at": found.created_at, "updated_at": found.updated_at}
 
 
 def version_out(session: Session, version: FilterVersion, with_source: bool = False) -> dict[str, Any]:

@@ -18,13 +18,14 @@ router = APIRouter(prefix="/v1", tags=["backtests"])
 def job_out(job: Job, request: Request) -> dict[str, object]:
     done = job.status == "done"
     return {
-        "id": job.id, "filter_id": job.filter_id, "version": job.version, "start_mjd_tai": job.start_mjd,
-        "end_mjd_tai": job.end_mjd, "status": job.status,
+        "id": job.id, "kind": job.kind, "filter_id": job.filter_id, "version": job.version,
+        "start_mjd_tai": job.start_mjd, "end_mjd_tai": job.end_mjd, "status": job.status,
         "progress": 1.0 if done else job.processed / job.total if job.total else 0.0, "total": job.total,
         "processed": job.processed, "in_range": job.in_range, "matched": job.matched, "error": job.error,
         "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "results": {fmt: f"{request.url_for('job_results', job_id=job.id)}?format={fmt}" for fmt in jobs.FORMATS}
-        if done else None,
+        "results": {fmt: f"{request.url_for('job_results', job_id=job.id)}?format={fmt}"
+                    for fmt in jobs.result_formats(job)} if done else None,
+        "charged": job.bulk and job.bulk.charged, "stopped": job.bulk and job.bulk.stopped,
     }
 
 
@@ -53,12 +54,14 @@ def get_job(job_id: str, request: Request, actor: ActorDep, db: DatabaseDep) -> 
 
 
 @router.get("/jobs/{job_id}/results", name="job_results", response_class=FileResponse,
-            responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}}},
+            responses={200: {"content": {media: {} for media in jobs.FORMATS.values()}},
                        409: {"description": "The job is not done"}})
 def results(job_id: str, actor: ActorDep, db: DatabaseDep, settings: SettingsDep,
-            format: Annotated[str, Query(pattern="^(jsonl|parquet)$")] = "jsonl") -> FileResponse:
-    """The matches: one row per match, its score and the alert's lightweight fields and URI."""
+            format: Annotated[str | None, Query(pattern="^(jsonl|parquet|tar)$")] = None) -> FileResponse:
+    """A backtest's matches (jsonl, the default, or parquet): one row per match, its score and the
+    alert's lightweight fields and URI. A bulk job's full alerts, in the format it was asked for."""
     with db.sessions() as session:
         job = jobs.visible_job(session, actor, job_id)
-    return FileResponse(jobs.result_path(settings, job, format), media_type=jobs.FORMATS[format],
-                        filename=f"backtest-{job.id}.{format}")
+    fmt = format or jobs.result_formats(job)[0]
+    return FileResponse(jobs.result_path(settings, job, fmt), media_type=jobs.FORMATS[fmt],
+                        filename=f"{job.kind}-{job.id}.{fmt}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -104,6 +104,13 @@ class Disabled(BaseModel):
     at: datetime | None
 
 
+class Moderation(BaseModel):
+    disabled: bool = Field(description="True: an admin stopped the filter; it cannot be activated until re-enabled")
+    reason: str
+    by: str
+    at: datetime
+
+
 class FilterOut(BaseModel):
     id: str
     name: str
@@ -111,11 +118,12 @@ class FilterOut(BaseModel):
     owner: str
     predefined: bool
     topic: str = Field(description="Kafka topic of its matches; derives from the id, stable across versions")
-    status: str = Field(description="active, inactive, or disabled (active but switched off by the sandbox)")
+    status: str = Field(description="active, inactive, or disabled (switched off by the sandbox or an admin)")
     active_version: int | None
     latest_version: int
     gate_override: bool
     disabled: Disabled | None
+    moderation: Moderation | None = Field(default=None, description="An admin's latest decision, with the reason")
     created_at: datetime
     updated_at: datetime
 
@@ -217,8 +225,62 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     results: dict[str, str] | None = Field(description="Download URLs by format, once done")
+    charged: int | None = Field(default=None, description="Bulk: full alerts written, charged to your daily quota")
+    stopped: str | None = Field(default=None, description="Bulk: why it stopped before every match (the quota)")
 
 
 class Health(BaseModel):
     status: str
     database: str
+
+
+class BulkIn(BaseModel):
+    start: datetime = Field(description="Alert time (midpointMjdTai) from, inclusive; UTC if no zone is given")
+    end: datetime = Field(description="...to, exclusive")
+    format: Literal["tar", "parquet"] = Field(default="tar", description="tar: one Avro wire-format file per "
+                                              "alert; parquet: one file, one row per alert, the decoded record")
+    version: int | None = Field(default=None, description="Default: the active version, else the latest")
+
+
+class QuotaLimits(BaseModel):
+    """Limits per user; in a PUT, a missing or null field means the service default."""
+
+    visit_alerts: int | None = Field(default=None, ge=0, description="Full alerts per visit")
+    alerts: int | None = Field(default=None, ge=0, description="Full alerts per UTC day (fetches and bulk jobs)")
+    cutout_bytes: int | None = Field(default=None, ge=0, description="Cutout bytes per UTC day")
+    ppdb_queries: int | None = Field(default=None, ge=0, description="PPDB queries per UTC day")
+    requests_per_second: float | None = Field(default=None, gt=0, description="Data requests per second...")
+    burst: int | None = Field(default=None, ge=1, description="...with bursts of up to this many")
+
+
+class QuotaLimitsOut(QuotaLimits):
+    overridden: list[str] = Field(description="The limits an admin set for this user; the rest are defaults")
+
+
+class QuotaUse(BaseModel):
+    kind: str
+    period: str = Field(description="visit, day (UTC) or second (the token bucket)")
+    key: int | None = Field(description="The visit, for visit_alerts")
+    limit: float
+    used: float
+    remaining: float
+    resets_at: datetime = Field(description="When the quota is whole again")
+
+
+class UsageOut(BaseModel):
+    user: str
+    limits: QuotaLimitsOut
+    quotas: list[QuotaUse]
+
+
+class UsageRow(BaseModel):
+    day: str
+    user: str
+    filter_id: str | None = Field(description="The filter a bulk job ran; null for single fetches")
+    kind: str
+    amount: int
+
+
+class ModerationIn(BaseModel):
+    disabled: bool = Field(description="True: stop the filter (workers drop it); False: let its owner run it again")
+    reason: str = Field(min_length=1, max_length=2000, description="Shown to the owner")

@@ -1,4 +1,9 @@
-"""Backtests: a filter version over the archived alerts of a time range, as a background job.
+"""Background jobs over the archived alerts of a time range: backtests and bulk downloads.
+
+A backtest runs a filter version and writes its matches (lightweight fields and score). A bulk job
+runs it the same way and writes the matched full alerts, as a tar of Avro wire-format files or one
+Parquet file of decoded records, charging each alert to the owner's daily full-alert quota as it is
+written and stopping, with the reason, when the quota is spent (partial results stay downloadable).
 
 Jobs are rows in the control-plane database; a runner thread in each API process claims queued
 ones with a conditional UPDATE (so several API processes can share the work), reports progress as
@@ -8,15 +13,19 @@ whose heartbeat stops (its process died) is marked failed for the user to resubm
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import secrets
 import threading
+import tarfile
 import warnings
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,17 +35,22 @@ from sqlalchemy.orm import Session
 
 from afs.alerts import lightweight
 from afs.alerts.codec import AlertCodec, DecodedAlert
+from afs.alerts.schemas import SchemaStore, latest_schema_id
 from afs.archive import AlertArchive
 from afs.config import Settings
 from afs.control.db import Database
 from afs.control.errors import Conflict, Invalid, NotFound
 from afs.control.filters import version_of
-from afs.control.models import Filter, FilterVersion, Job, User, utcnow
+from afs.control.models import BulkJob, Filter, FilterVersion, Job, User, utcnow
 from afs.control.users import Actor
 from afs.filtering import FilterEngine, sandbox_limits
 
+if TYPE_CHECKING:
+    from afs.quotas import QuotaEngine
+
 log = logging.getLogger(__name__)
-FORMATS = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+FORMATS = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet", "tar": "application/x-tar"}
+KIND_FORMATS = {"backtest": ("jsonl", "parquet"), "bulk": ("tar", "parquet")}
 STALE_AFTER = timedelta(minutes=2)
 _ARROW_TYPES = {"long": pa.int64(), "int": pa.int32(), "double": pa.float64(), "float": pa.float32(),
                 "string": pa.string()}
@@ -53,12 +67,14 @@ def mjd_tai(moment: datetime) -> float:
 
 
 def create_backtest(session: Session, actor: Actor, found: Filter, number: int | None, start: datetime,
-                    end: datetime) -> Job:
+                    end: datetime, bulk_format: str | None = None) -> Job:
+    """A queued job; with ``bulk_format`` (tar or parquet) a bulk download of the matched full alerts."""
     if end <= start:
         raise Invalid("the end of the time range must be after its start")
     version = version_of(session, found, number)
     job = Job(id=secrets.token_hex(8), owner_id=actor.user.id, filter_id=found.id, version=version.number,
               start_mjd=mjd_tai(start), end_mjd=mjd_tai(end))
+    job.bulk = None if bulk_format is None else BulkJob(job_id=job.id, format=bulk_format)  # loaded: job_out reads it
     session.add(job)
     session.flush()
     return job
@@ -77,11 +93,16 @@ def list_jobs(session: Session, actor: Actor) -> list[Job]:
 
 
 def result_path(settings: Settings, job: Job, fmt: str) -> Path:
-    if fmt not in FORMATS:
-        raise Invalid(f"format must be one of {', '.join(FORMATS)}")
+    if fmt not in result_formats(job):
+        raise Invalid(f"format must be one of {', '.join(result_formats(job))}")
     if job.status != "done":
         raise Conflict(f"job {job.id} is {job.status}; results are there once it is done")
     return settings.jobs_dir / f"{job.id}.{fmt}"
+
+
+def result_formats(job: Job) -> tuple[str, ...]:
+    """What a finished job can be downloaded as: a backtest's matches, or a bulk job's one format."""
+    return (job.bulk.format,) if job.bulk else KIND_FORMATS["backtest"]
 
 
 def claim_next(db: Database) -> str | None:
@@ -121,8 +142,12 @@ def _result_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def run_backtest(settings: Settings, db: Database, job_id: str) -> None:
-    """Run one claimed job to the end; it finishes done or failed, with the reason."""
+Match = tuple[DecodedAlert, bytes, float]  # the decoded alert, its wire bytes, the score
+
+
+def _matches(settings: Settings, db: Database, job_id: str) -> Iterator[list[Match]]:
+    """The job's filter version over the archived alerts in its range: per archive batch, the matches,
+    progress reported as it goes. Closing the generator early stops the run."""
     with db.sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -130,51 +155,150 @@ def run_backtest(settings: Settings, db: Database, job_id: str) -> None:
                                                              FilterVersion.number == job.version))
         owner = session.get(User, job.owner_id)
         assert version is not None and owner is not None
-    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     archive = AlertArchive(settings.archive_dir)
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
     engine = FilterEngine(sandbox_limits(settings))
-    rows: list[dict[str, Any]] = []
     try:
         rejected = engine.activate([FilterSpec(job.filter_id, owner.name, version.source)])
         if rejected:
             raise RuntimeError(f"the filter was refused: {rejected[job.filter_id]}")
         ids = archive.ids()
         _progress(db, job_id, total=len(ids))
-        in_range = 0
-        with open(settings.jobs_dir / f"{job_id}.jsonl", "w", encoding="utf-8") as out:
-            for start in range(0, len(ids), settings.batch_size):
-                chunk = ids[start:start + settings.batch_size]
-                alerts = [codec.decode(data) for data in map(archive.get, chunk) if data is not None]
-                alerts = [a for a in alerts if job.start_mjd <= (a.record.get("diaSource") or {}).get(
-                    "midpointMjdTai", float("nan")) < job.end_mjd]
-                in_range += len(alerts)
-                result = engine.run([a.record for a in alerts])
-                outcome = result.outcomes[job.filter_id] if result else None
-                for index, score in (outcome.matches if outcome else ()):
-                    row = _row(alerts[index], score, settings.public_base_url)
-                    rows.append(row)
-                    out.write(json.dumps(row) + "\n")
-                if outcome and outcome.disabled:
-                    raise RuntimeError(f"the sandbox disabled the filter: {outcome.disabled} "
-                                       f"(diaSourceId {outcome.offending_id})")
-                _progress(db, job_id, processed=start + len(chunk), in_range=in_range, matched=len(rows))
-        pq.write_table(pa.Table.from_pylist(rows, schema=_result_schema()), settings.jobs_dir / f"{job_id}.parquet")
-        _progress(db, job_id, status="done", finished_at=utcnow())
-    except Exception as error:
-        log.exception("backtest %s failed", job_id)
-        _progress(db, job_id, status="failed", error=str(error), finished_at=utcnow())
+        in_range = matched = 0
+        for start in range(0, len(ids), settings.batch_size):
+            chunk = ids[start:start + settings.batch_size]
+            pairs = [(codec.decode(data), data) for data in map(archive.get, chunk) if data is not None]
+            pairs = [(a, data) for a, data in pairs if job.start_mjd <= (a.record.get("diaSource") or {}).get(
+                "midpointMjdTai", float("nan")) < job.end_mjd]
+            in_range += len(pairs)
+            result = engine.run([a.record for a, _ in pairs])
+            outcome = result.outcomes[job.filter_id] if result else None
+            found = [(*pairs[index], score) for index, score in (outcome.matches if outcome else ())]
+            if outcome and outcome.disabled:
+                raise RuntimeError(f"the sandbox disabled the filter: {outcome.disabled} "
+                                   f"(diaSourceId {outcome.offending_id})")
+            matched += len(found)
+            _progress(db, job_id, processed=start + len(chunk), in_range=in_range, matched=matched)
+            yield found
     finally:
         engine.close()
         archive.close()
 
 
+def run_backtest(settings: Settings, db: Database, job_id: str) -> None:
+    """Run one claimed job to the end; it finishes done or failed, with the reason."""
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(settings.jobs_dir / f"{job_id}.jsonl", "w", encoding="utf-8") as out:
+            for matches in _matches(settings, db, job_id):
+                for alert, _, score in matches:
+                    row = _row(alert, score, settings.public_base_url)
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+        pq.write_table(pa.Table.from_pylist(rows, schema=_result_schema()), settings.jobs_dir / f"{job_id}.parquet")
+        _progress(db, job_id, status="done", finished_at=utcnow())
+    except Exception as error:
+        log.exception("backtest %s failed", job_id)
+        _progress(db, job_id, status="failed", error=str(error), finished_at=utcnow())
+
+
+def _arrow_type(avro: Any, named: dict[str, pa.DataType]) -> pa.DataType:
+    """The Arrow type of an Avro type (alert schemas: primitives, records, arrays, [null, T] unions)."""
+    if isinstance(avro, list):
+        (inner,) = [t for t in avro if t != "null"]
+        return _arrow_type(inner, named)
+    if isinstance(avro, str):
+        return named[avro] if avro in named else {"boolean": pa.bool_(), "bytes": pa.binary(),
+                                                  **_ARROW_TYPES}[avro]
+    if avro.get("logicalType") == "timestamp-micros":
+        return pa.timestamp("us", tz="UTC")
+    if avro["type"] == "array":
+        return pa.list_(_arrow_type(avro["items"], named))
+    if avro["type"] == "record":
+        struct = pa.struct([pa.field(f["name"], _arrow_type(f["type"], named)) for f in avro["fields"]])
+        named[avro["name"]] = struct
+        if "namespace" in avro:
+            named[f"{avro['namespace']}.{avro['name']}"] = struct
+        return struct
+    return _arrow_type(avro["type"], named)
+
+
+def _alert_schema(schema_id: int) -> pa.Schema:
+    """Bulk Parquet columns: the alert schema's fields, all nullable (older versions lack some)."""
+    struct = _arrow_type(json.loads(SchemaStore().schema_json(schema_id)), {})
+    return pa.schema([pa.field("score", pa.float64()), *struct])
+
+
+class _BulkWriter:
+    """Writes matched full alerts as a tar of ``{diaSourceId}.avro`` wire-format files, or as Parquet."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.tar = tarfile.open(path, "w") if fmt == "tar" else None
+        self.parquet: pq.ParquetWriter | None = None
+
+    def write(self, matches: list[Match]) -> None:
+        if self.tar is not None:
+            for alert, wire, _ in matches:
+                info = tarfile.TarInfo(f"{alert.dia_source_id}.avro")
+                info.size, info.mtime = len(wire), int(utcnow().timestamp())
+                self.tar.addfile(info, io.BytesIO(wire))
+            return
+        if not matches:
+            return
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.path, _alert_schema(matches[0][0].schema_id))
+        rows = [{"score": score} | alert.record for alert, _, score in matches]
+        self.parquet.write_table(pa.Table.from_pylist(rows, schema=self.parquet.schema))
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+        elif self.parquet is not None:
+            self.parquet.close()
+        else:  # nothing matched: still one valid (empty) Parquet file
+            pq.write_table(_alert_schema(latest_schema_id()).empty_table(), self.path)
+
+
+def run_bulk(settings: Settings, db: Database, quotas: QuotaEngine, job_id: str) -> None:
+    """Write the matched full alerts, charging each to the owner's daily quota; stop when it is spent."""
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    with db.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.bulk is not None
+        owner_id, filter_id, fmt = job.owner_id, job.filter_id, job.bulk.format
+    charged, stopped = 0, None
+    try:
+        writer = _BulkWriter(settings.jobs_dir / f"{job_id}.{fmt}", fmt)
+        try:
+            with closing(_matches(settings, db, job_id)) as batches:
+                for matches in batches:
+                    granted = quotas.charge_up_to(owner_id, "alerts", len(matches), filter_id) if matches else 0
+                    writer.write(matches[:granted])
+                    charged += granted
+                    if granted < len(matches):
+                        stopped = (f"your daily full-alert quota ran out after {charged} alerts; the rest were "
+                                   "not written (it resets at 00:00 UTC)")
+                        break
+        finally:
+            writer.close()
+        _progress(db, job_id, status="done", finished_at=utcnow())
+    except Exception as error:
+        log.exception("bulk job %s failed", job_id)
+        _progress(db, job_id, status="failed", error=str(error), finished_at=utcnow())
+    with db.transaction() as session:
+        session.execute(update(BulkJob).where(BulkJob.job_id == job_id).values(charged=charged, stopped=stopped))
+
+
 class JobRunner:
     """A thread that runs queued jobs one at a time; ``wake`` after queueing one to start it at once."""
 
-    def __init__(self, settings: Settings, db: Database, poll_s: float = 2.0) -> None:
+    def __init__(self, settings: Settings, db: Database, poll_s: float = 2.0,
+                 quotas: QuotaEngine | None = None) -> None:
         self.settings = settings
         self.db = db
+        self.quotas = quotas  # charged by bulk jobs
         self.poll_s = poll_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -192,11 +316,21 @@ class JobRunner:
         self._wake.set()
         self._thread.join(timeout=30)
 
+    def _run(self, job_id: str) -> None:
+        with self.db.sessions() as session:
+            job = session.get(Job, job_id)
+            bulk = job is not None and job.bulk is not None
+        if bulk:
+            assert self.quotas is not None, "bulk jobs need the quota engine"
+            run_bulk(self.settings, self.db, self.quotas, job_id)
+        else:
+            run_backtest(self.settings, self.db, job_id)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 while not self._stop.is_set() and (job_id := claim_next(self.db)) is not None:
-                    run_backtest(self.settings, self.db, job_id)
+                    self._run(job_id)
             except Exception:  # the database away: try again at the next poll
                 log.exception("job runner")
             self._wake.wait(self.poll_s)

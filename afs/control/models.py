@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -80,6 +80,19 @@ class Filter(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    moderation: Mapped[FilterModeration | None] = relationship(lazy="selectin")
+
+
+class FilterModeration(Base):
+    """An admin's decision on a filter (its own table, so existing databases gain it without a migration)."""
+
+    __tablename__ = "filter_moderation"
+
+    filter_id: Mapped[str] = mapped_column(ForeignKey("filters.id"), primary_key=True)
+    disabled: Mapped[bool] = mapped_column(default=False)  # True: no worker runs it, its owner cannot activate it
+    reason: Mapped[str] = mapped_column(Text)  # shown to the owner
+    by: Mapped[str] = mapped_column(String(32))  # the admin's name
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class FilterVersion(Base):
@@ -165,6 +178,66 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bulk: Mapped[BulkJob | None] = relationship(lazy="selectin")
+
+    @property
+    def kind(self) -> str:
+        return "backtest" if self.bulk is None else "bulk"
+
+
+class BulkJob(Base):
+    """What makes a job a bulk download of full alerts rather than a backtest (its own table: no migration)."""
+
+    __tablename__ = "bulk_jobs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    format: Mapped[str] = mapped_column(String(16))  # tar | parquet
+    charged: Mapped[int] = mapped_column(Integer, default=0)  # full alerts written and charged to the quota
+    stopped: Mapped[str | None] = mapped_column(Text)  # why it ended before every match (the quota)
+
+
+class QuotaOverride(Base):
+    """An admin's limit for one user and one quota kind, over the AFS_QUOTA_* default."""
+
+    __tablename__ = "quota_overrides"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class QuotaCounter(Base):
+    """The SQL quota backend's counters: use of one kind (and visit) in its current period."""
+
+    __tablename__ = "quota_counters"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" or the visit
+    used: Mapped[int] = mapped_column(BigInteger)
+    reset_at: Mapped[float] = mapped_column(Float, index=True)  # epoch seconds; past it, used starts again
+
+
+class QuotaBucket(Base):
+    """The SQL quota backend's token bucket per user (requests per second with a burst)."""
+
+    __tablename__ = "quota_buckets"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)  # epoch seconds of the last refill
+
+
+class UsageDay(Base):
+    """Usage report rows: what each user was granted per UTC day, quota kind and filter ("" for none)."""
+
+    __tablename__ = "usage_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filter_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ImmutableVersionError(RuntimeError):

@@ -13,6 +13,7 @@ it on a private network; Flight's TLS and auth handlers are the place to add mor
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import threading
 from pathlib import Path
@@ -28,6 +29,7 @@ from afs.ppdb import narrow, prefetch, queries, rows
 from afs.ppdb.mirror import IngestReport, Mirror, SchemaMismatch
 from afs.ppdb.needs import Need, NeedsError, validate_needs
 
+log = logging.getLogger(__name__)
 ERRORS: dict[str, type[Exception]] = {cls.__name__: cls for cls in (
     queries.QueryError, queries.QueryTimeout, narrow.NarrowLimitExceeded, NeedsError, SchemaMismatch,
     ValueError, FileNotFoundError)}
@@ -228,16 +230,24 @@ def connect(settings: Any, read_only: bool = False) -> Mirror | MirrorClient:
 
 
 class Owner:
-    """The stream worker's mirror: its client when AFS_PPDB_URL names an owner elsewhere, else the file
-    itself, served to this host's other processes at AFS_PPDB_LISTEN (the embedded default: the worker
-    owns the mirror, the API and the CLI ask it)."""
+    """The stream worker's mirror: its client when AFS_PPDB_URL names an owner elsewhere or another process
+    on this host already owns the file, else the file itself, served to this host's other processes at
+    AFS_PPDB_LISTEN (the embedded default: the first worker owns the mirror; the API, the CLI and further
+    workers ask it)."""
 
     def __init__(self, settings: Any) -> None:
         self.server: MirrorServer | None = None
+        client = MirrorClient(settings.ppdb_owner_url(), settings.ppdb_prefetch_max_rows)
         if settings.ppdb_url:
-            self.mirror: Mirror | MirrorClient = MirrorClient(settings.ppdb_url, settings.ppdb_prefetch_max_rows)
+            self.mirror: Mirror | MirrorClient = client
             return
-        self.mirror = Mirror.from_settings(settings)
+        try:
+            self.mirror = Mirror.from_settings(settings)
+        except duckdb.IOException:  # locked: its owner runs here
+            log.info("%s is owned by another process; using it at %s", settings.ppdb_path, client.url)
+            self.mirror = client
+            return
+        client.close()
         address = settings.ppdb_listen_address()
         if address.startswith("grpc+unix://"):
             Path(address.removeprefix("grpc+unix://")).unlink(missing_ok=True)  # left by a killed owner

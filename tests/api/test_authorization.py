@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from afs.alerts.codec import AlertCodec
+from afs.alerts.simulate import simulate_visit
 from afs.api.app import create_app
+from afs.archive import AlertArchive
 from afs.config import Settings
 from afs.control.dry_run import ReferenceSamples, compile_upload, dry_run
 from afs.control.filters import create_filter
@@ -58,10 +61,27 @@ ACCESS = {
     ("get", "/v1/jobs"): "user",
     ("get", "/v1/jobs/{job_id}"): "owner",
     ("get", "/v1/jobs/{job_id}/results"): "owner",
+    ("get", "/v1/alerts/{dia_source_id}"): "user",
+    ("get", "/v1/alerts/{dia_source_id}/cutouts/{kind}"): "user",
+    ("post", "/v1/filters/{filter_id}/bulk"): "owner",
+    ("get", "/v1/me/usage"): "user",
+    ("get", "/v1/users/{name}/usage"): "owner",
+    ("get", "/v1/users/{name}/quotas"): "owner",
+    ("put", "/v1/users/{name}/quotas"): "admin",
+    ("get", "/v1/admin/usage"): "admin",
+    ("post", "/v1/filters/{filter_id}/moderation"): "admin",
+    ("get", "/v1/ppdb/objects/{dia_object_id}/history"): "user",
+    ("get", "/v1/ppdb/cone"): "user",
+    ("get", "/v1/ppdb/sources"): "user",
 }
 # The stream needs Kafka, which this fast matrix does not start: its success here is 503 (Kafka
 # unreachable), after the token and ownership checks; tests/api/test_live.py sees it stream.
 NEEDS_KAFKA = {("get", "/v1/filters/{filter_id}/stream")}
+# Likewise the PPDB queries need the mirror's owner (a stream worker): 503 here; tests/api/test_ppdb_api.py.
+NEEDS_MIRROR = {("get", "/v1/ppdb/objects/{dia_object_id}/history"), ("get", "/v1/ppdb/cone"),
+                ("get", "/v1/ppdb/sources")}
+QUERY = {("get", "/v1/ppdb/cone"): {"ra": 1.0, "dec": -30.0, "radius_arcsec": 5.0},
+         ("get", "/v1/ppdb/sources"): {"start_mjd": 61000.0, "end_mjd": 61000.5}}
 _names = itertools.count()
 
 
@@ -78,11 +98,15 @@ def body_for(method: str, path: str) -> dict[str, Any] | None:
         ("put", "/v1/filters/{filter_id}/gate-override"): lambda: {"override": True},
         ("post", "/v1/filters/{filter_id}/backtests"): lambda: {"start": "2020-01-01T00:00:00Z",
                                                                  "end": "2040-01-01T00:00:00Z"},
+        ("post", "/v1/filters/{filter_id}/bulk"): lambda: {"start": "2020-01-01T00:00:00Z",
+                                                            "end": "2040-01-01T00:00:00Z", "format": "tar"},
+        ("put", "/v1/users/{name}/quotas"): lambda: {"alerts": 500},
+        ("post", "/v1/filters/{filter_id}/moderation"): lambda: {"disabled": True, "reason": "matrix"},
     }.get((method, path), lambda: None)()
 
 
 def success_status(method: str, path: str) -> int:
-    if (method, path) in NEEDS_KAFKA:
+    if (method, path) in NEEDS_KAFKA | NEEDS_MIRROR:
         return 503
     codes = [int(code) for code in DOCUMENT["paths"][path][method]["responses"] if code.startswith("2")]
     assert len(codes) == 1, f"{method} {path} declares {codes}"
@@ -104,8 +128,10 @@ def expected_status(method: str, path: str, identity: str) -> int:
 
 @pytest.fixture(scope="module")
 def world(module_api) -> dict[str, Any]:
-    """Three users, a stored dry run to make owned filters cheaply, a finished backtest."""
+    """Three users, a stored dry run to make owned filters cheaply, a finished backtest, an archived alert."""
     api = module_api
+    alert = simulate_visit(1, 1, seed=3)[0]
+    AlertArchive(api.settings.archive_dir).put(alert["diaSourceId"], AlertCodec().encode(alert))
     headers = {"owner": api.user("owner"), "other": api.user("other"), "admin": api.user("admin", admin=True)}
     owner_key = headers["owner"]["Authorization"].split("afs-")[1].split(".")[0]
     headers["bad"] = {"Authorization": f"Bearer afs-{owner_key}.not-the-secret"}
@@ -119,7 +145,8 @@ def world(module_api) -> dict[str, Any]:
     while api.client.get(f"/v1/jobs/{job['id']}", headers=headers["owner"]).json()["status"] != "done":
         assert time.monotonic() < deadline, "the backtest did not finish"
         time.sleep(0.1)
-    return {"api": api, "headers": headers, "info": info, "report": report, "job_id": job["id"]}
+    return {"api": api, "headers": headers, "info": info, "report": report, "job_id": job["id"],
+            "dia_source_id": alert["diaSourceId"]}
 
 
 def path_values(world: dict[str, Any]) -> dict[str, str]:
@@ -131,7 +158,8 @@ def path_values(world: dict[str, Any]) -> dict[str, str]:
         token, _ = issue_token(session, owner)
         assert session.get(Job, world["job_id"]) is not None
         return {"filter_id": found.id, "version": "1", "name": "owner", "key": token.key,
-                "job_id": world["job_id"], "schema_id": "1101"}
+                "job_id": world["job_id"], "schema_id": "1101", "dia_source_id": world["dia_source_id"],
+                "kind": "difference", "dia_object_id": "1"}
 
 
 def test_every_operation_has_an_access_rule() -> None:
@@ -152,7 +180,7 @@ def test_access(world: dict[str, Any], operation: tuple[str, str], identity: str
     method, path = operation
     url = path.format(**path_values(world))
     response = world["api"].client.request(method.upper(), url, headers=world["headers"][identity],
-                                           json=body_for(method, path))
+                                           json=body_for(method, path), params=QUERY.get(operation))
     assert response.status_code == expected_status(method, path, identity), response.text
     if response.status_code == 401:
         assert response.headers["www-authenticate"] == "Bearer"

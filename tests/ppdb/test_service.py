@@ -3,19 +3,24 @@ batches only, in-process or through the service, while the owner writes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from afs.config import Settings
 from afs.ppdb.mirror import Mirror
 from afs.ppdb.needs import validate_needs
 from afs.ppdb.queries import QueryError
 from afs.ppdb.schema import load
-from afs.ppdb.service import MirrorClient, MirrorServer, pack, unpack
+from afs.ppdb.service import MirrorClient, MirrorServer, Owner, pack, unpack
 from afs.ppdb.synthetic import fill, sky_disc
 
 
@@ -109,3 +114,25 @@ def test_readers_see_whole_batches_while_the_owner_writes(served: tuple[Mirror, 
     assert all(counts_agree(info) for info in seen)
     assert len({info["rows"]["DiaSource"] for info in seen}) > 2, "reads interleaved with the writes"
     assert seen[-1]["rows"]["DiaSource"] == sum(t["DiaSource"].num_rows for t in batches)
+
+
+def test_a_worker_uses_the_mirror_another_process_on_the_host_owns(tmp_path: Path, visits: list[list[dict]]) -> None:
+    settings = Settings(ppdb_path=tmp_path / "ppdb.duckdb")
+    socket = Path(settings.ppdb_listen_address().removeprefix("grpc+unix://"))
+    owner = subprocess.Popen([sys.executable, "-m", "afs.cli", "ppdb", "serve"], env=os.environ | settings.as_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not socket.exists():
+            assert owner.poll() is None and time.monotonic() < deadline, "afs ppdb serve did not start"
+            time.sleep(0.1)
+        worker = Owner(settings)
+        try:
+            assert isinstance(worker.mirror, MirrorClient) and worker.server is None
+            worker.mirror.ingest_alerts(visits[0])
+            assert worker.mirror.info()["rows"]["DiaSource"] >= len(visits[0])
+        finally:
+            worker.close()
+    finally:
+        owner.terminate()
+        owner.wait(30)
