@@ -160,6 +160,9 @@ for _command in FILTER_COMMANDS:
 from afs.ppdb.cli import ppdb  # noqa: E402  (the PPDB mirror: issue #5)
 
 main.add_command(ppdb)
+from afs.client.query import query  # noqa: E402  (PPDB queries through the API, for scientists)
+
+main.add_command(query)
 
 if __name__ == "__main__":
     main()

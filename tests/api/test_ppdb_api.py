@@ -4,14 +4,24 @@ refusals. SQLite control plane only: the database plays no part in the queries."
 from __future__ import annotations
 
 import io
+import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import uvicorn
+from click.testing import CliRunner
 
 from afs.alerts.simulate import simulate_visits
+from afs.api.app import create_app
+from afs.broker import free_port
+from afs.cli import main
 from afs.config import Settings
+from afs.control.db import Database
+from afs.control.users import create_user, issue_token
 from afs.ppdb.mirror import Mirror
 from afs.ppdb.service import Owner
 from tests.api.conftest import Api, make_settings, running_api
@@ -135,3 +145,34 @@ def test_no_owner_is_a_503_not_a_crash(tmp_path: Path) -> None:
         response = api.client.get("/v1/ppdb/cone", headers=api.user("carol"),
                                   params={"ra": 1, "dec": -30, "radius_arcsec": 5})
         assert response.status_code == 503 and "not reachable" in response.json()["detail"]
+
+
+def test_the_user_cli_pages_through_the_api(served, records, tmp_path: Path) -> None:  # noqa: ANN001
+    """`afs query` against a real uvicorn server: JSON lines across pages, and a Parquet page."""
+    port = free_port()
+    settings = served[0].model_copy(update={"api_url": f"http://127.0.0.1:{port}"})
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with Database(settings.database_url).transaction() as session:
+            _, token = issue_token(session, create_user(session, "dora"))
+        env = {"AFS_API_URL": settings.api_url, "AFS_API_TOKEN": token}
+        object_id = busiest_object(records)
+        result = CliRunner().invoke(main, ["query", "history", str(object_id), "--limit", "2", "--pages", "100",
+                                           "--columns", "diaSourceId,midpointMjdTai"], env=env)
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        whole = served[1].history(object_id, columns=["diaSourceId", "midpointMjdTai"], limit=10_000).as_json()
+        assert rows == whole["rows"] and len(rows) > 2
+        out = tmp_path / "cone.parquet"
+        source = records[0]["diaSource"]
+        result = CliRunner().invoke(main, ["query", "cone", str(source["ra"]), str(source["dec"]), "60",
+                                           "--out", str(out)], env=env)
+        assert result.exit_code == 0, result.output
+        assert pq.read_table(out).num_rows >= 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
