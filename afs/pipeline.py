@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sandbox import FilterOutcome
 
@@ -30,6 +30,7 @@ from afs.ppdb.mirror import IngestReport
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+T = TypeVar("T")
 
 
 class Publisher(Protocol):
@@ -73,6 +74,9 @@ class BatchReport:
     filter_errors: Counter[str] = field(default_factory=Counter)
     disabled: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # CPU seconds per stage (STAGES): this process's threads plus the filters' own CPU in the sandbox; DuckDB's
+    # internal threads are not counted under "mirror".
+    cpu: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: BatchReport) -> None:
         self.alerts += other.alerts
@@ -83,6 +87,20 @@ class BatchReport:
         self.filter_errors.update(other.filter_errors)
         self.disabled.update(other.disabled)
         self.seconds += other.seconds
+        self.cpu.update(other.cpu)
+
+
+STAGES = ("decode", "archive", "mirror", "lightweight", "filters", "publish")
+
+
+def cpu_timed(cpu: Counter[str], stage: str, function: Callable[..., T], *args: Any) -> T:
+    """Call ``function`` and add the calling thread's CPU time to ``cpu[stage]`` (threads overlap, so wall
+    time could not tell the stages apart)."""
+    started = time.thread_time()
+    try:
+        return function(*args)
+    finally:
+        cpu[stage] += time.thread_time() - started
 
 
 def dead_letter_headers(error: AlertDecodeError, message: InMessage) -> Headers:
@@ -104,17 +122,33 @@ class AlertPipeline:
         self.ledger = ledger
         self.totals = BatchReport()
 
+    @staticmethod
+    def _lightweight(alert: DecodedAlert, base_url: str) -> bytes:
+        return lightweight.encode(lightweight.build(alert.record, alert.dia_source_id, alert.schema_id, base_url))
+
+    async def _send(self, cpu: Counter[str], topic: str, value: bytes, key: bytes | None,
+                    headers: Headers) -> Awaitable[Any]:
+        """Schedule one output; the event loop's CPU meanwhile counts as publishing."""
+        started = time.thread_time()
+        try:
+            return await self.publisher.send(topic, value, key, headers)
+        finally:
+            cpu["publish"] += time.thread_time() - started
+
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
         started = time.perf_counter()
         report = BatchReport()
         pending: list[Awaitable[Any]] = []
         decoded: list[tuple[InMessage, DecodedAlert]] = []
+        cpu = report.cpu
         for message in messages:
             try:
-                decoded.append((message, self.codec.decode(message.value)))
+                decoded.append((message, cpu_timed(cpu, "decode", self.codec.decode, message.value)))
             except AlertDecodeError as exc:
                 report.dead_letters[exc.reason] += 1
-                log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, exc)
+                log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, exc,
+                            extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
+                                   "reason": exc.reason})
                 pending.append(await self.publisher.send(
                     self.settings.dead_letter_topic, message.value, message.key, dead_letter_headers(exc, message)))
         report.alerts = len(decoded)
@@ -122,20 +156,22 @@ class AlertPipeline:
         # Archive, mirror and filters run side by side in threads (zlib, DuckDB and the sandbox pipes release
         # the GIL). Filters see the mirror as of each alert's time, so they need not wait for this batch's rows.
         records = [a.record for _, a in decoded]
-        archived = asyncio.to_thread(self.archive.put_many, [(a.dia_source_id, m.value) for m, a in decoded])
-        mirrored = asyncio.to_thread(self.mirror.ingest_alerts, records) if self.mirror and records \
-            else asyncio.sleep(0, None)
-        filtered = asyncio.to_thread(self.engine.run, records)
+        archived = asyncio.to_thread(self.archive.put_many, [(a.dia_source_id, m.value) for m, a in decoded], cpu)
+        mirrored = asyncio.to_thread(cpu_timed, cpu, "mirror", self.mirror.ingest_alerts, records) \
+            if self.mirror and records else asyncio.sleep(0, None)
+        filtered = asyncio.to_thread(cpu_timed, cpu, "filters", self.engine.run, records)
         _, ingested, result = await asyncio.gather(archived, mirrored, filtered)
         if ingested is not None:
             report.ppdb_rows = sum(ingested.inserted.values())
+        if result is not None:  # the filters' own CPU, in the sandbox processes
+            cpu["filters"] += sum(outcome.cpu_seconds for outcome in result.outcomes.values())
 
         # Lightweight packets only after the archive holds the packet their URI points to.
         base_url = self.settings.public_base_url
         for _, alert in decoded:
-            packet = lightweight.build(alert.record, alert.dia_source_id, alert.schema_id, base_url)
-            pending.append(await self.publisher.send(
-                self.settings.lightweight_topic, lightweight.encode(packet), str(alert.dia_source_id).encode(), []))
+            packet = cpu_timed(cpu, "lightweight", self._lightweight, alert, base_url)
+            pending.append(await self._send(cpu, self.settings.lightweight_topic, packet,
+                                            str(alert.dia_source_id).encode(), []))
 
         outcomes = result.outcomes if result else {}
         visits = [visit_of(alert.record) for _, alert in decoded]
@@ -146,8 +182,8 @@ class AlertPipeline:
                 message, alert = decoded[index]
                 headers = [("afs-filter-id", filter_id.encode()), ("afs-score", repr(score).encode()),
                            ("afs-schema-id", str(alert.schema_id).encode())]
-                pending.append(await self.publisher.send(topic, message.value, str(alert.dia_source_id).encode(),
-                                                         headers))
+                pending.append(await self._send(cpu, topic, message.value, str(alert.dia_source_id).encode(),
+                                                headers))
             report.matches[filter_id] += len(outcome.matches)
             report.withheld[filter_id] += settlement.withheld[filter_id]
             if outcome.errors or outcome.timeouts or outcome.kills:
@@ -156,12 +192,15 @@ class AlertPipeline:
                 report.disabled[filter_id] = outcome.disabled
             if outcome.disabled and filter_id not in self.totals.disabled:
                 log.warning("filter %s disabled: %s (diaSourceId %s)", filter_id, outcome.disabled,
-                            outcome.offending_id)
+                            outcome.offending_id, extra={"filter_id": filter_id, "diaSourceId": outcome.offending_id})
 
+        started_cpu = time.thread_time()
         await asyncio.gather(*pending)
+        cpu["publish"] += time.thread_time() - started_cpu
         report.seconds = time.perf_counter() - started
         self.totals.add(report)
-        log.info("batch: %d alerts, %d dead-lettered, %d new PPDB rows, %d matches (%d withheld by caps) in %.2f s",
-                 report.alerts, sum(report.dead_letters.values()), report.ppdb_rows, sum(report.matches.values()),
-                 sum(report.withheld.values()), report.seconds)
+        log.info("batch: %d alerts, %d dead-lettered, %d new PPDB rows, %d matches (%d withheld by caps) in %.2f s; "
+                 "CPU ms %s", report.alerts, sum(report.dead_letters.values()), report.ppdb_rows,
+                 sum(report.matches.values()), sum(report.withheld.values()), report.seconds,
+                 " ".join(f"{stage} {cpu[stage] * 1e3:.0f}" for stage in STAGES))
         return report
