@@ -6,10 +6,12 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
 from afs.config import Settings
+from afs.logs import configure_logging
 
 
 def _settings() -> Settings:
@@ -19,10 +21,12 @@ def _settings() -> Settings:
 @click.group()
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def main(log_level: str) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=lambda: _settings().log_format,
+              help="text, or one JSON object per line with diaSourceId / filter_id fields  [default: AFS_LOG_FORMAT "
+                   "or text]")
+def main(log_level: str, log_format: Literal["text", "json"]) -> None:
     """Rubin Alert Filtering Service. Configure with AFS_* environment variables."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure_logging(log_level, log_format)
 
 
 @main.command()

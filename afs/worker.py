@@ -4,6 +4,11 @@ Offsets advance only after a batch's outputs are acknowledged: faust acks ``take
 when the loop asks for the next batch, and a batch that fails for an infrastructure reason (broker,
 database or disk away) is retried with back-off instead of being skipped. The active filter versions
 come from the control-plane database and are re-read between batches (afs.control.live).
+
+Operations (afs.metrics): with AFS_WORKER_METRICS_PORT set, the worker serves Prometheus ``/metrics``,
+``/healthz`` and ``/readyz`` there; a faust timer probes readiness and sets the consumer lag every
+PROBE_INTERVAL_S. The lag's high watermark is the one the consumer's own fetch responses carry, never
+ListOffsets(latest), which Tansu answers too small (DESIGN.md §7).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import faust
 from aiokafka.helpers import create_ssl_context
+from faust.exceptions import ConsumerNotStarted
+from sandbox import FilterOutcome
 
 from afs.alerts.codec import AlertCodec
 from afs.alerts.schemas import SchemaStore
@@ -24,14 +32,18 @@ from afs.archive import AlertArchive
 from afs.broker import ensure_topics, service_topics
 from afs.config import Settings
 from afs.control.db import Database
+from afs.control.delivery import Settlement
 from afs.control.filters import sync_predefined
 from afs.control.live import LiveFilters
 from afs.filtering import FilterEngine, sandbox_limits
+from afs.metrics import (BATCH_FAILURES, WorkerHealth, probe_database, probe_ppdb, record_batch, record_filters,
+                         serve_worker_http, set_lag)
 from afs.pipeline import AlertPipeline, Headers, InMessage, Publisher
 from afs.ppdb.service import Owner, narrow_limits
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
+PROBE_INTERVAL_S = 5.0
 
 
 class FaustPublisher:
@@ -56,7 +68,66 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+class MeteredLedger:
+    """LiveFilters as the pipeline's MatchLedger, exporting each batch's per-filter figures: the outcomes
+    (with the filters' CPU time) pass through here and nowhere else outside the pipeline."""
+
+    def __init__(self, live: LiveFilters) -> None:
+        self.live = live
+
+    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int]) -> Settlement:
+        settlement = self.live.settle(outcomes, visits)
+        record_filters(outcomes, settlement)
+        return settlement
+
+
+class Probes:
+    """Readiness checks and consumer-lag gauges, run on the worker's event loop (so a wedged loop also
+    shows: /healthz goes stale)."""
+
+    def __init__(self, app: faust.App, settings: Settings, health: WorkerHealth) -> None:
+        self.app = app
+        self.settings = settings
+        self.health = health
+        self.live: LiveFilters | None = None  # set by the agent once the pipeline is built
+
+    async def run(self) -> None:
+        checks = {"broker": await self._broker(),
+                  "ppdb": await asyncio.to_thread(probe_ppdb, self.settings.ppdb_owner_url())}
+        if self.live is not None:
+            checks["database"] = await asyncio.to_thread(probe_database, self.live.db)
+        self.health.update(**checks)
+        self._lag()
+        self.health.heartbeat()
+
+    async def _broker(self) -> str:
+        """'ok' when a bootstrap server accepts a TCP connection (the consumer reconnects on its own)."""
+        for server in self.settings.kafka_bootstrap.split(","):
+            host, port = server.strip().rsplit(":", 1)
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 2.0)
+            except (OSError, asyncio.TimeoutError):
+                continue
+            writer.close()
+            return "ok"
+        return f"unreachable: {self.settings.kafka_bootstrap}"
+
+    def _lag(self) -> None:
+        """High watermark from the consumer's last fetch response minus the offset this worker committed
+        last, per assigned partition; a partition appears with this worker's first commit on it."""
+        topic = self.settings.alerts_topic
+        try:
+            assigned = [tp for tp in self.app.consumer.assignment() if tp.topic == topic]
+            highwaters = {tp: self.app.consumer.highwater(tp) for tp in assigned}
+        except ConsumerNotStarted:
+            return
+        committed = self.app.monitor.tp_committed_offsets
+        set_lag(topic, {tp.partition: max(0, high - committed[tp]) for tp, high in highwaters.items()
+                        if high is not None and committed.get(tp) is not None})
+
+
+def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
+    """The faust app; ``health`` is kept current by a timer and by the agent."""
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
@@ -79,17 +150,27 @@ def create_app(settings: Settings) -> faust.App:
     alerts = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
 
+    probes = Probes(app, settings, health)
+
+    @app.timer(PROBE_INTERVAL_S)
+    async def probe() -> None:
+        await probes.run()
+
     @app.agent(alerts)
     async def process(stream: faust.StreamT) -> None:
         pipeline, live, owner = await build_pipeline(settings, FaustPublisher(app))
+        probes.live = live
+        health.update(sandbox="ok")  # the pool exists only once every sandbox worker reported ready
         reloading = asyncio.create_task(live.keep_reloading())
         try:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
                 batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
                                    e.message.offset) for e in events]
                 async with live.lock:
-                    await _process_until_done(pipeline, batch)
+                    await _process_until_done(pipeline, batch, health)
         finally:
+            health.update(sandbox="stopped")
+            probes.live = None
             reloading.cancel()
             pipeline.engine.close()
             pipeline.archive.close()
@@ -111,31 +192,46 @@ async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[Aler
     codec = AlertCodec(SchemaStore(settings.schema_registry_url), settings.max_alert_bytes)
     log.info("worker ready: %d active filters; PPDB mirror %s", len(live.engine.active_ids),
              settings.ppdb_url or f"{settings.ppdb_path}, served at {settings.ppdb_listen_address()}")
-    pipeline = AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher, live,
-                             owner.mirror)
+    pipeline = AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher,
+                             MeteredLedger(live), owner.mirror)
     return pipeline, live, owner
 
 
-async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage]) -> None:
-    """Retry a batch until its outputs are all acknowledged; never skip it (that would lose alerts)."""
+async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage], health: WorkerHealth) -> None:
+    """Retry a batch until its outputs are all acknowledged; never skip it (that would lose alerts).
+    While it keeps failing the worker is not ready, with the error as the reason."""
+    failing_since: float | None = None
     for attempt in range(10**9):
         try:
-            await pipeline.process(batch)
-            return
+            report = await pipeline.process(batch)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
+            BATCH_FAILURES.inc()
+            failing_since = failing_since or time.time()
+            health.update(batches=f"failing since {time.strftime('%H:%M:%S', time.gmtime(failing_since))} UTC "
+                                  f"(attempt {attempt + 1}): {type(error).__name__}: {error}"[:500])
             delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
             log.exception("batch of %d failed (attempt %d); retrying in %s s", len(batch), attempt + 1, delay)
             await asyncio.sleep(delay)
+        else:
+            record_batch(report.alerts, report.dead_letters, report.seconds)
+            health.update(batches="ok")
+            return
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the worker until stopped; with AFS_WORKER_METRICS_PORT, serve /metrics, /healthz and /readyz."""
     from faust.worker import Worker
 
     class BoundedShutdownWorker(Worker):
         """faust's shutdown can wait forever on a broker that is gone; after a stop signal we give it
-        ``shutdown_grace_s`` and then exit hard. Safe: offsets of unfinished batches are not committed."""
+        ``shutdown_grace_s`` and then exit hard. Safe: offsets of unfinished batches are not committed.
+        Logging stays as afs.cli configured it (text or JSON), without faust's handlers or its terminal
+        spinner (which writes escape codes into the log)."""
+
+        def _setup_logging(self) -> None:
+            self.spinner = None
 
         def _schedule_shutdown(self, signal: Any) -> None:
             if not self._signal_stop_time:
@@ -144,7 +240,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                 timer.start()
             super()._schedule_shutdown(signal)
 
-    app = create_app(settings)
+    health = WorkerHealth(stale_after_s=6 * PROBE_INTERVAL_S)
+    if settings.worker_metrics_port is not None:
+        serve_worker_http(settings.worker_metrics_host, settings.worker_metrics_port, health)
+    app = create_app(settings, health)
     BoundedShutdownWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

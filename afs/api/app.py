@@ -18,6 +18,7 @@ from afs.control.dry_run import ReferenceSamples, Rejected
 from afs.control.errors import Conflict, ControlError, Forbidden, Invalid, NotFound
 from afs.control.filters import sync_predefined
 from afs.control.jobs import JobRunner
+from afs.metrics import RequestMetrics
 from afs.quotas import QuotaEngine
 
 STATUS = {NotFound: 404, Forbidden: 403, Conflict: 409, Invalid: 422, Rejected: 422}
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, users, filters, jobs, subscriptions, alerts, ppdb, admin):
         app.include_router(module.router)
     app.add_exception_handler(ControlError, _control_error)
+    app.add_middleware(RequestMetrics)
     return app

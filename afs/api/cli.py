@@ -16,5 +16,6 @@ def api(host: str | None, port: int | None) -> None:
     from afs.config import Settings
 
     settings = Settings()
+    # log_config=None: uvicorn's loggers go through the logging `afs` set up (text or AFS_LOG_FORMAT=json).
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level="info")
+                log_level="info", log_config=None)

@@ -21,6 +21,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 
 from afs.api.deps import ActorDep
 from afs.control.users import Actor
+from afs.metrics import QUOTA_DENIALS
 from afs.quotas.engine import Charge, Decision, QuotaEngine, tightest
 
 R = TypeVar("R", bound=Response)
@@ -32,6 +33,7 @@ def quotas_of(request: Request) -> QuotaEngine:
 
 
 def refuse(decision: Decision) -> HTTPException:
+    QUOTA_DENIALS.labels(decision.kind).inc()
     return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                          f"over your {decision.kind} quota ({decision.limit:g}); "
                          f"retry in {decision.headers().get('Retry-After', '?')} s",
