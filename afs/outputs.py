@@ -84,3 +84,21 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings, outputs: Outpu
         for tp, records in (await consumer.getmany(timeout_ms=100)).items():
             outputs.add(settings, tp.topic, records)
         await asyncio.sleep(0)
+
+
+async def through_worker(settings: Settings, messages: list[tuple[bytes, bytes]], worker: subprocess.Popen[bytes],
+                         timeout_s: float = 240.0, settle_s: float = 2.0) -> Outputs:
+    """Produce ``messages`` (key, value) to the alerts topic and read every output they cause, as a subscriber."""
+    from afs.produce import produce_messages, producer_for
+
+    consumer = await output_consumer(settings)
+    producer = producer_for(settings)
+    await producer.start()
+    outputs = Outputs()
+    try:
+        await produce_messages(producer, settings.alerts_topic, messages)
+        await collect(consumer, settings, outputs, len(messages), worker, timeout_s=timeout_s, settle_s=settle_s)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return outputs

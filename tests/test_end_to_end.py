@@ -27,10 +27,9 @@ from afs.archive import AlertArchive
 from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 from afs.filtering import FilterEngine, load_filter_dir, sandbox_limits
-from afs.outputs import Outputs, collect, output_consumer
+from afs.outputs import Outputs, through_worker
 from afs.ppdb.mirror import Mirror
 from afs.processes import worker_process
-from afs.produce import produce_messages, producer_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,21 +68,9 @@ def visit_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     for i, (key, kind) in enumerate(bad.items()):  # interleave the broken ones with the good
         messages.insert(i * 40 + 7, (key, corrupt(messages[i][1], kind, settings.max_alert_bytes, rng)))
 
-    async def run() -> Outputs:
-        consumer = await output_consumer(settings)
-        producer = producer_for(settings)
-        await producer.start()
-        outputs = Outputs()
-        try:
-            with worker_process(settings, tmp / "worker.log") as worker:
-                await produce_messages(producer, settings.alerts_topic, messages)
-                await collect(consumer, settings, outputs, len(messages), worker, timeout_s=240, settle_s=2.0)
-        finally:
-            await producer.stop()
-            await consumer.stop()
-        return outputs
-
-    return VisitRun(settings, alerts, good, bad, asyncio.run(run()))
+    with worker_process(settings, tmp / "worker.log") as worker:
+        outputs = asyncio.run(through_worker(settings, messages, worker))
+    return VisitRun(settings, alerts, good, bad, outputs)
 
 
 def test_every_good_alert_has_exactly_one_lightweight_packet(visit_run: VisitRun) -> None:

@@ -27,9 +27,8 @@ from afs.alerts.malformed import KINDS, corrupt
 from afs.alerts.simulate import simulate_visit
 from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
-from afs.outputs import Outputs, collect, output_consumer
+from afs.outputs import Outputs, through_worker
 from afs.processes import worker_process
-from afs.produce import produce_messages, producer_for
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -93,21 +92,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
                                                                              settings.max_alert_bytes, rng)))
         log = tmp / "worker.log"
 
-        async def run(worker) -> Outputs:  # noqa: ANN001
-            consumer = await output_consumer(settings)
-            producer = producer_for(settings)
-            await producer.start()
-            outputs = Outputs()
-            try:
-                await produce_messages(producer, settings.alerts_topic, messages)
-                await collect(consumer, settings, outputs, len(messages), worker, timeout_s=240, settle_s=2.0)
-            finally:
-                await producer.stop()
-                await consumer.stop()
-            return outputs
-
         with worker_process(settings, log) as worker:
-            outputs = asyncio.run(run(worker))
+            outputs = asyncio.run(through_worker(settings, messages, worker))
             wait_for(lambda: lag_settled(url, settings.alerts_partitions), "the lag to reach 0 on every partition")
             metrics = scrape(url)
             wait_for(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, "readiness", 30)

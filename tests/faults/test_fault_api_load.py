@@ -6,22 +6,17 @@ token and finds no server error either."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from psycopg import sql
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.checks import not_a_server_error
-from sqlalchemy.engine import make_url
 
 from afs.api.app import create_app
 from afs.broker import EmbeddedBroker, free_port
@@ -32,10 +27,10 @@ from afs.metrics import probe_ppdb
 from afs.processes import afs_process
 from afs.quotas.bench import serving
 from fault_helpers import REPO, wait_for
+from tests.api.conftest import DATABASES, database_url_for, postgres_database  # noqa: F401 (a fixture it uses)
 
 pytestmark = pytest.mark.slow
 CLIENTS = 50
-POSTGRES_URL = os.environ.get("AFS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +39,10 @@ def broker() -> Iterator[EmbeddedBroker]:
         yield running
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty control-plane database: a SQLite file, or a PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/afs.db"
-        return
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error}")
-    name = f"afs_load_{os.getpid()}_{secrets.token_hex(3)}"
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty control-plane database: a SQLite file, or a fresh schema in this run's PostgreSQL database."""
+    return database_url_for(request, request.param, tmp_path)
 
 
 def api_settings(database_url: str, tmp: Path, bootstrap: str) -> Settings:
