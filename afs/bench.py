@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import statistics
 import tempfile
 import time
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import fastavro
+import httpx
 import numpy as np
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from afs.alerts.codec import AlertCodec, split_header
 from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
 from afs.filtering import load_filter_dir
 from afs.outputs import Outputs, collect, output_consumer
+from afs.pipeline import STAGES
 from afs.processes import worker_process
 from afs.produce import producer_for
 
@@ -55,6 +60,41 @@ class VisitTiming:
     @property
     def wall_s(self) -> float:
         return (self.last_ms - self.first_ms) / 1e3
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds spent over the visits: per worker pipeline stage (from the worker's /metrics) and per
+    process on the machine (the worker with its sandbox processes, the broker, this producing and reading
+    process), so the per-alert costs add up to what the two cores did."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    processes: dict[str, float] = field(default_factory=dict)
+
+    def __sub__(self, other: CpuUse) -> CpuUse:
+        return CpuUse({k: v - other.stages.get(k, 0.0) for k, v in self.stages.items()},
+                      {k: v - other.processes.get(k, 0.0) for k, v in self.processes.items()})
+
+
+def _process_cpu(pid: int, children: bool = True) -> float:
+    """User + system CPU seconds of a process, with its live descendants unless ``children`` is False."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *(root.children(recursive=True) if children else ())]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_use(metrics_url: str, worker_pid: int, broker_pid: int) -> CpuUse:
+    families = text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text)
+    stages = {s.labels["stage"]: s.value for f in families if f.name == "afs_worker_stage_cpu_seconds"
+              for s in f.samples if s.name.endswith("_total")}
+    return CpuUse(stages, {"worker + sandbox": _process_cpu(worker_pid), "broker": _process_cpu(broker_pid),
+                           "bench (produce, read outputs)": _process_cpu(os.getpid(), children=False)})
 
 
 def decode_rate(codec: AlertCodec, messages: list[bytes]) -> float:
@@ -100,8 +140,10 @@ async def _produce(producer, topic: str, messages: list[Message]) -> dict[int, i
 
 
 async def replay(settings: Settings, visits: list[list[Message]], warmup: Message, case: StreamCase,
-                 log_path: Path) -> tuple[list[VisitTiming], Outputs]:
-    """Produce the visits at the case's cadence into a real worker and time every alert's lightweight packet."""
+                 log_path: Path, broker_pid: int) -> tuple[list[VisitTiming], Outputs, CpuUse]:
+    """Produce the visits at the case's cadence into a real worker and time every alert's lightweight packet;
+    the CPU the visits cost (the warm-up alert's excluded)."""
+    metrics_url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
     consumer = await output_consumer(settings)
     producer = producer_for(settings)
     await producer.start()
@@ -110,6 +152,7 @@ async def replay(settings: Settings, visits: list[list[Message]], warmup: Messag
         with worker_process(settings, log_path) as worker:
             await _produce(producer, settings.alerts_topic, [warmup])
             await collect(consumer, settings, outputs, 1, worker, timeout_s=120)  # worker up and assigned
+            before = await asyncio.to_thread(cpu_use, metrics_url, worker.pid, broker_pid)
             total = 1 + sum(map(len, visits))
             collecting = asyncio.create_task(collect(consumer, settings, outputs, total, worker, timeout_s=1800,
                                                      settle_s=1.0))
@@ -122,10 +165,11 @@ async def replay(settings: Settings, visits: list[list[Message]], warmup: Messag
                 else:
                     await _wait_for(outputs, 1 + sum(map(len, visits[: n + 1])), collecting)
             await collecting
+            spent = await asyncio.to_thread(cpu_use, metrics_url, worker.pid, broker_pid) - before
     finally:
         await producer.stop()
         await consumer.stop()
-    return [_timing(sent, outputs) for sent in produced], outputs
+    return [_timing(sent, outputs) for sent in produced], outputs, spent
 
 
 async def _wait_for(outputs: Outputs, count: int, collecting: asyncio.Task[None]) -> None:
@@ -167,8 +211,10 @@ def run_case(settings: Settings, case: StreamCase) -> None:
                 (filters_dir / f"{name}.py").write_text(source)
         run = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "archive_dir": Path(tmp) / "archive",
                                           "filters_dir": filters_dir, "database_url": f"sqlite:///{tmp}/afs.db",
-                                          "ppdb_path": Path(tmp) / "ppdb.duckdb"})
-        timings, outputs = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log"))
+                                          "ppdb_path": Path(tmp) / "ppdb.duckdb",
+                                          "worker_metrics_port": free_port()})
+        timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log",
+                                                     broker.pid))
         n_filters = len(load_filter_dir(filters_dir))
 
     rate = n_alerts / ((timings[-1].last_ms - timings[0].first_ms) / 1e3)
@@ -181,3 +227,9 @@ def run_case(settings: Settings, case: StreamCase) -> None:
     print(f"{'per-record fastavro decode alone (1 core)':46s} {baseline:9,.0f} alerts/s")
     print(f"{'whole worker path (broker->worker->outputs)':46s} {rate:9,.0f} alerts/s")
     print(f"{'ratio worker path / decode alone':46s} {rate / baseline:9.2f}")
+    print("CPU per alert, ms (worker stages; then whole processes)")
+    for stage in STAGES:
+        print(f"  {stage:44s} {spent.stages.get(stage, 0.0) / n_alerts * 1e3:9.3f}")
+    for name, seconds in spent.processes.items():
+        print(f"  {name:44s} {seconds / n_alerts * 1e3:9.3f}")
+    print(f"  {'total, all processes':44s} {sum(spent.processes.values()) / n_alerts * 1e3:9.3f}")

@@ -53,6 +53,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the broker is not running"
+        return self._proc.pid
+
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         if port_open(self.host, self.port):
             raise RuntimeError(f"port {self.port} on {self.host} is already in use; set AFS_BROKER_PORT")

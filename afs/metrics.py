@@ -48,6 +48,8 @@ DEAD_LETTERS = Counter("afs_worker_dead_letters", "Messages sent to the dead-let
                        registry=WORKER_METRICS)
 BATCH_SECONDS = Histogram("afs_worker_batch_seconds", "Wall time of one micro-batch through the pipeline",
                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=WORKER_METRICS)
+STAGE_CPU = Counter("afs_worker_stage_cpu_seconds", "CPU time per pipeline stage (afs.pipeline.STAGES); the "
+                    "filters stage includes the sandbox processes' CPU", ["stage"], registry=WORKER_METRICS)
 BATCH_FAILURES = Counter("afs_worker_batch_failures", "Micro-batch attempts that failed and are retried",
                          registry=WORKER_METRICS)
 CONSUMER_LAG = Gauge("afs_worker_consumer_lag",
@@ -103,9 +105,12 @@ Gauge("afs_worker_alerts_per_second", "Alerts processed per second over the last
       registry=WORKER_METRICS).set_function(ALERT_RATE.per_second)
 
 
-def record_batch(alerts: int, dead_letters: Mapping[str, int], seconds: float) -> None:
-    """One micro-batch whose outputs were all acknowledged."""
+def record_batch(alerts: int, dead_letters: Mapping[str, int], seconds: float,
+                 cpu: Mapping[str, float] | None = None) -> None:
+    """One micro-batch whose outputs were all acknowledged; ``cpu``: seconds per pipeline stage."""
     ALERTS.inc(alerts)
+    for stage, spent in (cpu or {}).items():
+        STAGE_CPU.labels(stage).inc(spent)
     for reason, count in dead_letters.items():
         DEAD_LETTERS.labels(reason).inc(count)
     BATCH_SECONDS.observe(seconds)

@@ -153,10 +153,11 @@ class AlertPipeline:
                     self.settings.dead_letter_topic, message.value, message.key, dead_letter_headers(exc, message)))
         report.alerts = len(decoded)
 
-        # Archive, mirror and filters run side by side in threads (zlib, DuckDB and the sandbox pipes release
+        # Archive, mirror and filters run side by side in threads (zstd, DuckDB and the sandbox pipes release
         # the GIL). Filters see the mirror as of each alert's time, so they need not wait for this batch's rows.
         records = [a.record for _, a in decoded]
-        archived = asyncio.to_thread(self.archive.put_many, [(a.dia_source_id, m.value) for m, a in decoded], cpu)
+        archived = asyncio.to_thread(cpu_timed, cpu, "archive", self.archive.put_many,
+                                     [(a.dia_source_id, m.value) for m, a in decoded])
         mirrored = asyncio.to_thread(cpu_timed, cpu, "mirror", self.mirror.ingest_alerts, records) \
             if self.mirror and records else asyncio.sleep(0, None)
         filtered = asyncio.to_thread(cpu_timed, cpu, "filters", self.engine.run, records)

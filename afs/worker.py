@@ -215,7 +215,7 @@ async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage], h
             log.exception("batch of %d failed (attempt %d); retrying in %s s", len(batch), attempt + 1, delay)
             await asyncio.sleep(delay)
         else:
-            record_batch(report.alerts, report.dead_letters, report.seconds)
+            record_batch(report.alerts, report.dead_letters, report.seconds, report.cpu)
             health.update(batches="ok")
             return
 
