@@ -43,6 +43,7 @@ def encode_visit(codec: AlertCodec, alerts: Iterable[dict], malformed_rate: floa
 
 def producer_for(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all", linger_ms=5,
+                            max_batch_size=settings.produce_batch_bytes,
                             max_request_size=2 * settings.max_alert_bytes + 1024)
 
 

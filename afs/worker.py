@@ -138,6 +138,7 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=4 * settings.max_alert_bytes,
         producer_max_request_size=2 * settings.max_alert_bytes,
+        producer_max_batch_size=settings.produce_batch_bytes,
         producer_acks=-1,
         stream_buffer_maxsize=4 * settings.batch_size,
         topic_allow_declare=False,
