@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from afs.alerts.codec import AlertCodec, split_header
 from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
-from afs.filtering import load_filter_dir
+from afs.filtering import check_filter, load_filter_dir
 from afs.outputs import Outputs, collect, output_consumer
 from afs.pipeline import STAGES
 from afs.processes import worker_process
@@ -70,10 +70,12 @@ class CpuUse:
 
     stages: dict[str, float] = field(default_factory=dict)
     processes: dict[str, float] = field(default_factory=dict)
+    withheld: float = 0.0  # matches the per-visit cap held back (worker metrics), for the report
 
     def __sub__(self, other: CpuUse) -> CpuUse:
         return CpuUse({k: v - other.stages.get(k, 0.0) for k, v in self.stages.items()},
-                      {k: v - other.processes.get(k, 0.0) for k, v in self.processes.items()})
+                      {k: v - other.processes.get(k, 0.0) for k, v in self.processes.items()},
+                      self.withheld - other.withheld)
 
 
 def _process_cpu(pid: int, children: bool = True) -> float:
@@ -90,11 +92,15 @@ def _process_cpu(pid: int, children: bool = True) -> float:
 
 
 def cpu_use(metrics_url: str, worker_pid: int, broker_pid: int) -> CpuUse:
-    families = text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text)
-    stages = {s.labels["stage"]: s.value for f in families if f.name == "afs_worker_stage_cpu_seconds"
-              for s in f.samples if s.name.endswith("_total")}
-    return CpuUse(stages, {"worker + sandbox": _process_cpu(worker_pid), "broker": _process_cpu(broker_pid),
-                           "bench (produce, read outputs)": _process_cpu(os.getpid(), children=False)})
+    samples = [s for f in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text)
+               for s in f.samples if s.name.endswith("_total")]
+    stages = {s.labels["stage"]: s.value for s in samples if s.name == "afs_worker_stage_cpu_seconds_total"}
+    withheld = sum(s.value for s in samples if s.name == "afs_filter_withheld_total")
+    worker = _process_cpu(worker_pid, children=False)
+    return CpuUse(stages, {"worker": worker, "sandbox processes": _process_cpu(worker_pid) - worker,
+                           "broker": _process_cpu(broker_pid),
+                           "bench (produce, read outputs)": _process_cpu(os.getpid(), children=False)},
+                  withheld)
 
 
 def decode_rate(codec: AlertCodec, messages: list[bytes]) -> float:
@@ -116,6 +122,30 @@ def filter_mix(predefined: Path, count: int, seed: int) -> dict[str, str]:
         base = names[len(mix) % len(names)]
         mix[f"{base}_v{len(mix)}"] = _scale_float_literals(sources[base], rng)
     return mix
+
+
+def install_mix(settings: Settings, mix: dict[str, str], filters_dir: Path) -> list[str]:
+    """The predefined filters of the mix go in ``filters_dir`` (built in: no cap); each variation becomes
+    one scientist's active filter, under the per-visit cap on full alerts (DMS-REQ-0343), as 100 users'
+    filters would be. Returns the scientists' filter ids."""
+    from afs.control.db import Database
+    from afs.control.filters import activate, create_filter
+    from afs.control.users import create_user
+
+    predefined = {spec.id for spec in load_filter_dir(settings.filters_dir)}
+    filters_dir.mkdir()
+    for name in predefined & mix.keys():
+        (filters_dir / f"{name}.py").write_text(mix[name])
+    db = Database(settings.database_url).create_schema()
+    ids = []
+    with db.transaction() as session:
+        for n, (name, source) in enumerate(item for item in mix.items() if item[0] not in predefined):
+            found, _ = create_filter(session, create_user(session, f"scientist-{n}"), source,
+                                     check_filter(source, name), None)
+            activate(session, found, None, max_match_rate=1.0)
+            ids.append(found.id)
+    db.close()
+    return ids
 
 
 def _scale_float_literals(source: str, rng: np.random.Generator) -> str:
@@ -140,11 +170,11 @@ async def _produce(producer, topic: str, messages: list[Message]) -> dict[int, i
 
 
 async def replay(settings: Settings, visits: list[list[Message]], warmup: Message, case: StreamCase,
-                 log_path: Path, broker_pid: int) -> tuple[list[VisitTiming], Outputs, CpuUse]:
+                 log_path: Path, broker_pid: int, user_filters: list[str]) -> tuple[list[VisitTiming], Outputs, CpuUse]:
     """Produce the visits at the case's cadence into a real worker and time every alert's lightweight packet;
     the CPU the visits cost (the warm-up alert's excluded)."""
     metrics_url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
-    consumer = await output_consumer(settings)
+    consumer = await output_consumer(settings, filter_ids=user_filters)
     producer = producer_for(settings)
     await producer.start()
     outputs = Outputs()
@@ -203,23 +233,23 @@ def run_case(settings: Settings, case: StreamCase) -> None:
     baseline = decode_rate(codec, [m for _, m in visits[0]])
 
     with tempfile.TemporaryDirectory(prefix="afs-bench-") as tmp, EmbeddedBroker(free_port()) as broker:
-        filters_dir = settings.filters_dir
-        if case.filters is not None:
-            filters_dir = Path(tmp) / "filters"
-            filters_dir.mkdir()
-            for name, source in filter_mix(settings.filters_dir, case.filters, case.seed).items():
-                (filters_dir / f"{name}.py").write_text(source)
         run = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "archive_dir": Path(tmp) / "archive",
-                                          "filters_dir": filters_dir, "database_url": f"sqlite:///{tmp}/afs.db",
+                                          "database_url": f"sqlite:///{tmp}/afs.db",
                                           "ppdb_path": Path(tmp) / "ppdb.duckdb",
                                           "worker_metrics_port": free_port()})
+        user_filters: list[str] = []
+        if case.filters is not None:
+            user_filters = install_mix(run, filter_mix(settings.filters_dir, case.filters, case.seed),
+                                       Path(tmp) / "filters")
+            run = run.model_copy(update={"filters_dir": Path(tmp) / "filters"})
+        n_filters = len(load_filter_dir(run.filters_dir)) + len(user_filters)
         timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log",
-                                                     broker.pid))
-        n_filters = len(load_filter_dir(filters_dir))
+                                                     broker.pid, user_filters))
 
     rate = n_alerts / ((timings[-1].last_ms - timings[0].first_ms) / 1e3)
-    print(f"{n_filters} filters, {sum(map(len, outputs.matches.values()))} matches, "
-          f"cadence {case.cadence_s or 'back-to-back'}")
+    print(f"{n_filters} filters ({len(user_filters)} of them scientists', one each, capped at "
+          f"{settings.max_matches_per_visit} full alerts per visit), {sum(map(len, outputs.matches.values()))} "
+          f"matches published, {spent.withheld:.0f} withheld by the cap, cadence {case.cadence_s or 'back-to-back'}")
     print(f"{'visit':>5s} {'alerts':>7s} {'wall s':>7s} {'alerts/s':>9s} {'latency p50':>12s} {'p99':>9s}")
     for i, t in enumerate(timings, 1):
         print(f"{i:5d} {t.alerts:7d} {t.wall_s:7.1f} {t.alerts / t.wall_s:9,.0f} "

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +49,14 @@ class Outputs:
         self.last_seen = time.monotonic()
 
 
-async def output_consumer(settings: Settings, topics: list[str] | None = None) -> AIOKafkaConsumer:
+async def output_consumer(settings: Settings, topics: list[str] | None = None,
+                          filter_ids: Iterable[str] = ()) -> AIOKafkaConsumer:
     """A consumer of ``topics`` from the beginning, with no group and no commits. By default: every output
-    topic (lightweight, dead letters, each predefined filter's), created first so it can start before the worker."""
+    topic (lightweight, dead letters, each predefined filter's and those of ``filter_ids``), created first so
+    it can start before the worker."""
     if topics is None:
-        filter_topics = {settings.filter_topic(spec.id): settings.output_partitions
-                         for spec in load_filter_dir(settings.filters_dir)}
+        ids = [*(spec.id for spec in load_filter_dir(settings.filters_dir)), *filter_ids]
+        filter_topics = {settings.filter_topic(fid): settings.output_partitions for fid in ids}
         await ensure_topics(settings, service_topics(settings) | filter_topics)
         topics = [settings.lightweight_topic, settings.dead_letter_topic, *filter_topics]
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), enable_auto_commit=False,

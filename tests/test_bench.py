@@ -29,7 +29,7 @@ def test_bench_stream_prints_rates_latencies_and_the_ratio() -> None:
     result = CliRunner().invoke(main, ["bench", "stream", "--visits", "2", "--alerts", "150", "--filters", "12"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("12 filters,") for line in lines)
+    assert any(line.startswith("12 filters (") for line in lines)
     visit_rows = [line.split() for line in lines if line.strip()[:1].isdigit() and "s" in line]
     assert [row[0] for row in visit_rows if row[1] == "150"] == ["1", "2"]
     ratio = next(line for line in lines if line.startswith("ratio worker path"))
