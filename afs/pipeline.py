@@ -103,6 +103,16 @@ def cpu_timed(cpu: Counter[str], stage: str, function: Callable[..., T], *args: 
         cpu[stage] += time.thread_time() - started
 
 
+@dataclass
+class Decoded:
+    """A batch after decoding: its alerts in order, what could not be decoded and why, the CPU it took."""
+
+    messages: Sequence[InMessage]
+    alerts: list[tuple[InMessage, DecodedAlert]] = field(default_factory=list)
+    undecodable: list[tuple[InMessage, AlertDecodeError]] = field(default_factory=list)
+    cpu: Counter[str] = field(default_factory=Counter)
+
+
 def dead_letter_headers(error: AlertDecodeError, message: InMessage) -> Headers:
     origin = f"{message.topic}/{message.partition}/{message.offset}"
     return [("afs-reason", error.reason.encode()), ("afs-error", error.detail.encode()[:1000]),
@@ -135,22 +145,35 @@ class AlertPipeline:
         finally:
             cpu["publish"] += time.thread_time() - started
 
+    def decode(self, messages: Sequence[InMessage]) -> Decoded:
+        """Phase one, pure CPU and no output: the worker runs it for the next batch while the previous one
+        completes (its outputs and their acknowledgements are mostly waiting on threads and the broker)."""
+        batch = Decoded(messages)
+        for message in messages:
+            try:
+                batch.alerts.append((message, cpu_timed(batch.cpu, "decode", self.codec.decode, message.value)))
+            except AlertDecodeError as exc:
+                batch.undecodable.append((message, exc))
+        return batch
+
     async def process(self, messages: Sequence[InMessage]) -> BatchReport:
+        return await self.complete(self.decode(messages))
+
+    async def complete(self, batch: Decoded) -> BatchReport:
+        """Phase two: every output of the batch, acknowledged. Safe to call again for a batch that failed."""
         started = time.perf_counter()
         report = BatchReport()
         pending: list[Awaitable[Any]] = []
-        decoded: list[tuple[InMessage, DecodedAlert]] = []
+        decoded = batch.alerts
         cpu = report.cpu
-        for message in messages:
-            try:
-                decoded.append((message, cpu_timed(cpu, "decode", self.codec.decode, message.value)))
-            except AlertDecodeError as exc:
-                report.dead_letters[exc.reason] += 1
-                log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, exc,
-                            extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                                   "reason": exc.reason})
-                pending.append(await self.publisher.send(
-                    self.settings.dead_letter_topic, message.value, message.key, dead_letter_headers(exc, message)))
+        cpu.update(batch.cpu)
+        for message, exc in batch.undecodable:
+            report.dead_letters[exc.reason] += 1
+            log.warning("dead-lettered %s/%d/%d: %s", message.topic, message.partition, message.offset, exc,
+                        extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
+                               "reason": exc.reason})
+            pending.append(await self.publisher.send(
+                self.settings.dead_letter_topic, message.value, message.key, dead_letter_headers(exc, message)))
         report.alerts = len(decoded)
 
         # Archive, mirror and filters run side by side in threads (zstd, DuckDB and the sandbox pipes release

@@ -1,8 +1,9 @@
 """`afs worker`: the faust-streaming app that feeds micro-batches of the alert topic to the pipeline.
 
-Offsets advance only after a batch's outputs are acknowledged: faust acks ``take_events`` buffers
-when the loop asks for the next batch, and a batch that fails for an infrastructure reason (broker,
-database or disk away) is retried with back-off instead of being skipped. The active filter versions
+Offsets advance only after a batch's outputs are acknowledged: each message holds one extra reference,
+released when its batch completes (faust's own ack from ``take_events`` comes earlier), and a batch that
+fails for an infrastructure reason (broker, database or disk away) is retried with back-off instead of
+being skipped. Two batches are in flight: the next one decodes while the previous one completes. The active filter versions
 come from the control-plane database and are re-read between batches (afs.control.live).
 
 Operations (afs.metrics): with AFS_WORKER_METRICS_PORT set, the worker serves Prometheus ``/metrics``,
@@ -38,7 +39,7 @@ from afs.control.live import LiveFilters
 from afs.filtering import FilterEngine, sandbox_limits
 from afs.metrics import (BATCH_FAILURES, WorkerHealth, probe_database, probe_ppdb, record_batch, record_filters,
                          serve_worker_http, set_lag)
-from afs.pipeline import AlertPipeline, Headers, InMessage, Publisher
+from afs.pipeline import AlertPipeline, Decoded, Headers, InMessage, Publisher
 from afs.ppdb.service import Owner, narrow_limits
 
 log = logging.getLogger(__name__)
@@ -163,13 +164,22 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         probes.live = live
         health.update(sandbox="ok")  # the pool exists only once every sandbox worker reported ready
         reloading = asyncio.create_task(live.keep_reloading())
+        completing: asyncio.Task[None] | None = None
         try:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+                for event in events:  # take_events acks on our next turn; ours is the last ack, once done
+                    event.message.incref()
                 batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
                                    e.message.offset) for e in events]
-                async with live.lock:
-                    await _process_until_done(pipeline, batch, health)
+                decoded = await asyncio.to_thread(pipeline.decode, batch)  # while the previous batch completes
+                if completing is not None:
+                    await completing
+                completing = asyncio.create_task(_complete(pipeline, live, decoded, events, health))
+            if completing is not None:
+                await completing
         finally:
+            if completing is not None:
+                completing.cancel()
             health.update(sandbox="stopped")
             probes.live = None
             reloading.cancel()
@@ -198,13 +208,16 @@ async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[Aler
     return pipeline, live, owner
 
 
-async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage], health: WorkerHealth) -> None:
-    """Retry a batch until its outputs are all acknowledged; never skip it (that would lose alerts).
-    While it keeps failing the worker is not ready, with the error as the reason."""
+async def _complete(pipeline: AlertPipeline, live: LiveFilters, batch: Decoded, events: Sequence[faust.EventT],
+                    health: WorkerHealth) -> None:
+    """Complete a decoded batch, retrying until its outputs are all acknowledged, never skipping it (that
+    would lose alerts); then release its offsets for commit. While it keeps failing the worker is not
+    ready, with the error as the reason. Filters are reloaded only between batches (``live.lock``)."""
     failing_since: float | None = None
     for attempt in range(10**9):
         try:
-            report = await pipeline.process(batch)
+            async with live.lock:
+                report = await pipeline.complete(batch)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -213,9 +226,12 @@ async def _process_until_done(pipeline: AlertPipeline, batch: list[InMessage], h
             health.update(batches=f"failing since {time.strftime('%H:%M:%S', time.gmtime(failing_since))} UTC "
                                   f"(attempt {attempt + 1}): {type(error).__name__}: {error}"[:500])
             delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-            log.exception("batch of %d failed (attempt %d); retrying in %s s", len(batch), attempt + 1, delay)
+            log.exception("batch of %d failed (attempt %d); retrying in %s s", len(batch.messages), attempt + 1,
+                          delay)
             await asyncio.sleep(delay)
         else:
+            for event in events:
+                event.ack()
             record_batch(report.alerts, report.dead_letters, report.seconds, report.cpu)
             health.update(batches="ok")
             return
