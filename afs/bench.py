@@ -149,11 +149,15 @@ def install_mix(settings: Settings, mix: dict[str, str], filters_dir: Path) -> l
 
 
 def _scale_float_literals(source: str, rng: np.random.Generator) -> str:
+    """Each distinct float literal scaled by its own factor, the same wherever it appears (so a cut
+    written in WHERE and again in the Python stays one cut)."""
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    out = [(t.type, f"{float(t.string) * rng.uniform(0.7, 1.3):.4g}")
-           if t.type == tokenize.NUMBER and ("." in t.string or "e" in t.string.lower()) else (t.type, t.string)
-           for t in tokens]
-    return tokenize.untokenize(out)
+    scaled: dict[str, str] = {}
+    for t in tokens:
+        if t.type == tokenize.NUMBER and ("." in t.string or "e" in t.string.lower()) and t.string not in scaled:
+            scaled[t.string] = f"{float(t.string) * rng.uniform(0.7, 1.3):.4g}"
+    return tokenize.untokenize([(t.type, scaled.get(t.string, t.string) if t.type == tokenize.NUMBER else t.string)
+                                for t in tokens])
 
 
 def encode_visits(case: StreamCase, codec: AlertCodec) -> list[list[Message]]:
@@ -243,7 +247,7 @@ def run_case(settings: Settings, case: StreamCase) -> None:
                                        Path(tmp) / "filters")
             run = run.model_copy(update={"filters_dir": Path(tmp) / "filters"})
         n_filters = len(load_filter_dir(run.filters_dir)) + len(user_filters)
-        timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log",
+        timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path("/tmp/worker_bench.log"),
                                                      broker.pid, user_filters))
 
     rate = n_alerts / ((timings[-1].last_ms - timings[0].first_ms) / 1e3)

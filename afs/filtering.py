@@ -11,6 +11,7 @@ mirror built from the alerts they are run on: the PPDB as those alerts' own hist
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,9 @@ from typing import Any
 
 from sandbox import (BatchResult, FilterInfo, FilterRejected, FilterSpec, QueryRefused, SandboxLimits, SandboxPool,
                      compile_filter)
+from sandbox.where import RECORDS
+
+from afs.alerts.schemas import SchemaStore, latest_schema_id
 
 from afs.config import Settings
 from afs.ppdb.narrow import Budget, NarrowLimits
@@ -46,8 +50,28 @@ def sandbox_limits(settings: Settings) -> SandboxLimits:
 
 
 def check_filter(source: str, filename: str = "<filter>") -> FilterInfo:
-    """Compile a filter as the service accepts it (NEEDS included); raises FilterRejected."""
-    return compile_filter(source, filename, check_needs=needs_problems)
+    """Compile a filter as the service accepts it (NEEDS and WHERE included); raises FilterRejected."""
+    return compile_filter(source, filename, check_needs=needs_problems, check_where=where_problems)
+
+
+@functools.cache
+def _record_columns() -> dict[str, frozenset[str]]:
+    """The columns of the alert's single records in the current schema (the names filters use)."""
+    schema = SchemaStore().parsed(latest_schema_id())
+    namespace = schema["name"].rsplit(".", 1)[0]
+    named = schema["__named_schemas"]
+    return {record: frozenset(f["name"] for f in named[f"{namespace}.{record}"]["fields"]) for record in RECORDS}
+
+
+def where_problems(conditions: Sequence[tuple[str, str, Any]]) -> list[str]:
+    """WHERE may test only columns the alert schema has: a misspelt one would never match."""
+    columns = _record_columns()
+    problems = []
+    for field, _, _ in conditions:
+        record, _, column = field.partition(".")
+        if column and column not in columns[record]:
+            problems.append(f"{record} has no column {column!r}")
+    return problems
 
 
 def load_filter_dir(directory: Path, owner: str = PREDEFINED_OWNER) -> list[FilterSpec]:

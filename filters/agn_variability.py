@@ -14,6 +14,8 @@ import helpers
 
 NAME = "AGN-like variables"
 READS = ("diaSource", "prvDiaSources")
+WHERE = (("diaSource.ssObjectId", "is", None), ("diaSource.reliability", ">=", 0.8),
+         ("diaSource.templateFlux", ">", 0))
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 
@@ -24,7 +26,7 @@ def filter(alert):
         return False
     reliability = source["reliability"]
     template = source["templateFlux"]
-    if reliability is None or reliability < 0.8 or template is None or template <= 0:
+    if reliability is None or not reliability >= 0.8 or template is None or not template > 0:
         return False
     if not helpers.flux_to_mag(template) < 21.5:
         return False

@@ -6,6 +6,7 @@ not a dipole and not a known asteroid. A starting point for follow-up of anythin
 """
 NAME = "Bright reliable detections"
 READS = ("diaSource",)
+WHERE = (("diaSource.ssObjectId", "is", None), ("diaSource.snr", ">=", 50), ("diaSource.reliability", ">=", 0.95))
 
 SUSPECT = ("pixelFlags_bad", "pixelFlags_saturated", "pixelFlags_cr", "pixelFlags_edge",
            "pixelFlags_interpolatedCenter", "pixelFlags_streak", "isDipole")
@@ -17,6 +18,6 @@ def filter(alert):
         return False
     snr = source["snr"]
     reliability = source["reliability"]
-    if snr is None or snr < 50 or reliability is None or reliability < 0.95:
+    if snr is None or not snr >= 50 or reliability is None or not reliability >= 0.95:
         return False
     return not any(source[flag] is True for flag in SUSPECT)

@@ -12,6 +12,7 @@ import helpers
 
 NAME = "Fast risers (> 0.5 mag/day)"
 READS = ("diaSource", "prvDiaSources")
+WHERE = (("diaSource.ssObjectId", "is", None), ("diaSource.psfFlux", ">", 0), ("diaSource.reliability", ">=", 0.7))
 
 
 def filter(alert):
@@ -20,7 +21,7 @@ def filter(alert):
         return False
     flux = source["psfFlux"]
     reliability = source["reliability"]
-    if flux is None or flux <= 0 or reliability is None or reliability < 0.7:
+    if flux is None or not flux > 0 or reliability is None or not reliability >= 0.7:
         return False
     if not helpers.snr(flux, source["psfFluxErr"]) >= 7:
         return False

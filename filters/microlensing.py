@@ -13,6 +13,8 @@ import helpers
 
 NAME = "Microlensing candidates"
 READS = ("diaSource", "prvDiaSources")
+WHERE = (("diaSource.ssObjectId", "is", None), ("diaSource.reliability", ">=", 0.7),
+         ("diaSource.templateFlux", ">", 0), ("diaSource.psfFlux", "is not", None))
 
 
 def excess(record):
@@ -29,7 +31,7 @@ def filter(alert):
         return False
     reliability = source["reliability"]
     now = excess(source)
-    if reliability is None or reliability < 0.7 or now is None or not 0.25 <= now <= 20:
+    if reliability is None or not reliability >= 0.7 or now is None or not 0.25 <= now <= 20:
         return False
     if abs(helpers.galactic_latitude(source["ra"], source["dec"])) > 20:
         return False

@@ -6,6 +6,7 @@ near-Earth objects rank first; a detection without a rate scores 1.
 """
 NAME = "Known solar-system objects"
 READS = ("diaSource", "ssSource")
+WHERE = (("diaSource.ssObjectId", "is not", None),)
 
 
 def filter(alert):

@@ -11,6 +11,7 @@ import helpers
 
 NAME = "Supernova candidates"
 READS = ("diaSource", "prvDiaSources")
+WHERE = (("diaSource.ssObjectId", "is", None), ("diaSource.psfFlux", ">", 0), ("diaSource.reliability", ">=", 0.8))
 
 ARTEFACTS = ("isDipole", "pixelFlags_cr", "pixelFlags_edge", "pixelFlags_saturated", "pixelFlags_streak")
 
@@ -21,7 +22,7 @@ def filter(alert):
         return False
     flux = source["psfFlux"]
     reliability = source["reliability"]
-    if flux is None or flux <= 0 or reliability is None or reliability < 0.8:
+    if flux is None or not flux > 0 or reliability is None or not reliability >= 0.8:
         return False
     if not helpers.snr(flux, source["psfFluxErr"]) >= 10:
         return False

@@ -40,6 +40,7 @@ from .protocol import (
     USER_CODE_PHASES,
 )
 from .runtime import INTERRUPTIBLE_FILES, filter_globals
+from .where import BatchColumns, Condition
 
 FILTER_FILENAME_PREFIX = "<filter"
 # Calls are timed by the monotonic clock (~50 ns from Python, no system call);
@@ -68,6 +69,7 @@ class FilterCode:
     filename: str
     code: bytes
     reads: tuple[str, ...] | None
+    where: tuple[Condition, ...] | None = None  # its WHERE: only alerts that pass are handed to it
 
 
 @dataclass(frozen=True)
@@ -183,10 +185,12 @@ class BatchRunner:
         helpers.set_query_channel(self._ask if self.receive is not None else None)
         try:
             active = self._load(request.filters)
-            views = self._freeze(request, columns, active)
-            if views is not None:
-                for position, loaded in enumerate(active):
-                    self._run_filter(position, loaded, views[position])
+            frozen = self._freeze(request, columns, active)
+            if frozen is not None:
+                views, batch = frozen
+                for position, (loaded, code) in enumerate(zip(active, request.filters)):
+                    candidates = batch.candidates(code.where) if code.where else None
+                    self._run_filter(position, loaded, views[position], candidates)
         finally:  # the cursor keeps its position if this fails: the parent needs it
             self.timer.stop()
             helpers.set_query_channel(None)
@@ -225,9 +229,11 @@ class BatchRunner:
             return LoadedFilter(code.key, None, code.reads, "the module defines no filter function")
         return LoadedFilter(code.key, function, code.reads)
 
-    def _freeze(self, request: RunRequest, columns: list[bytearray], active: list[LoadedFilter]) -> Views | None:
+    def _freeze(self, request: RunRequest, columns: list[bytearray],
+                active: list[LoadedFilter]) -> tuple[Views, BatchColumns] | None:
         """One frozen copy of each alert and of each supplement, and one read-only view per
-        (READS set, supplement): a filter sees its own supplement, never another's."""
+        (READS set, supplement): a filter sees its own supplement, never another's. With them, the
+        plain alerts as columns for the filters' WHERE conditions."""
         self.cursor[SLOT_PHASE] = PHASE_FREEZING
         alerts = rows(request.keys, [pickle.loads(column) for column in columns], request.n_alerts)
         columns.clear()
@@ -254,7 +260,7 @@ class BatchRunner:
                     shared[key] = [project(top, loaded.reads, {SUPPLEMENT_KEY: value})
                                    for top, value in zip(tops, supplements[supplement])]
             views.append(shared[key])
-        return views
+        return views, BatchColumns(alerts)
 
     def _ask(self, kind: str, params: dict[str, Any]) -> Any:
         """A filter's query, answered by the parent while the filter waits. The soft timer is held
@@ -272,18 +278,20 @@ class BatchRunner:
             raise SystemExit(0)  # the parent went away
         return pickle.loads(answer)
 
-    def _run_filter(self, position: int, loaded: LoadedFilter,
-                    views: list[MappingProxyType[str, Any]]) -> None:
+    def _run_filter(self, position: int, loaded: LoadedFilter, views: list[MappingProxyType[str, Any]],
+                    candidates: list[int] | None) -> None:
+        """Call the filter on every alert, or only on ``candidates`` (those its WHERE passed); the others
+        count as calls that returned no match at no CPU."""
         report: dict[str, Any] = {"type": "filter", "f": position, "m": [], "e": [], "t": [],
                                   "n": 0, "h": [], "cpu": 0.0, "load_error": loaded.load_error,
                                   "load_line": loaded.load_line, "stop": None}
         if loaded.function is not None:
-            self._call_all(position, loaded.function, views, report)
+            self._call_all(position, loaded.function, views, report, candidates)
         self.cursor[SLOT_PHASE] = PHASE_REPORTING
         self.send(report)
 
-    def _call_all(self, position: int, function: Callable[[Any], Any],
-                  alerts: list[MappingProxyType[str, Any]], report: dict[str, Any]) -> None:
+    def _call_all(self, position: int, function: Callable[[Any], Any], alerts: list[MappingProxyType[str, Any]],
+                  report: dict[str, Any], candidates: list[int] | None) -> None:
         cursor = self.cursor
         matches: list[list[Any]] = report["m"]
         errors: list[list[Any]] = report["e"]
@@ -297,7 +305,11 @@ class BatchRunner:
         cursor[SLOT_CPU_NS] = started = cpu_mark = cpu_clock()
         cursor[SLOT_PHASE] = PHASE_RUNNING
         wall_mark = last = clock()
-        for index, alert in enumerate(alerts):
+        passed = 0  # alerts before this index are done with, called or not
+        for index in range(len(alerts)) if candidates is None else candidates:
+            durations.extend([0] * (index - passed))
+            passed = index + 1
+            alert = alerts[index]
             cursor[SLOT_ALERT] = index
             try:
                 result = function(alert)
@@ -335,6 +347,8 @@ class BatchRunner:
             if len(errors) > self.max_errors:
                 report["stop"] = "errors"
                 break
+        if report["stop"] is None:
+            durations.extend([0] * (len(alerts) - passed))
         report["cpu"] = (cpu_clock() - started) / 1e9
         report["n"] = len(durations)
         report["h"] = histogram_of_ns(durations)

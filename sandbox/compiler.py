@@ -3,10 +3,12 @@
 A filter is a module that defines `def filter(alert)`, returning a bool or a
 finite number (a number > 0 is a match and becomes the score). Optional
 top-level constants: NAME = "..." and READS = ("diaSource", ...) (the top-level
-alert keys it reads; it then sees only those, plus diaSourceId), and NEEDS = {...}
+alert keys it reads; it then sees only those, plus diaSourceId), NEEDS = {...}
 (a literal saying what supplemental data the service should fetch for it; it then
 finds that data under alert["ppdb"]; what NEEDS may say is the service's business,
-checked by the ``check_needs`` it passes in). The module docstring is its
+checked by the ``check_needs`` it passes in) and WHERE = (...) (its simple cuts as
+data, see sandbox.where; ``check_where`` judges the field names against the
+service's schema). The module docstring is its
 description. Only imports, constants and function definitions may appear at the
 top level.
 """
@@ -22,6 +24,7 @@ from . import helpers, safe_math
 from .errors import FilterRejected, Problem
 from .lint import lint_source
 from .policy import check_depth, check_tree, problem_at, restrict
+from .where import EXAMPLE, Condition, normalize, top_keys, where_problems
 
 # Top-level keys of a v11.1 alert (lsst.v11_1.alert), the values READS may name.
 ALERT_KEYS = frozenset({
@@ -42,12 +45,13 @@ MODULE_MEMBERS: dict[str, frozenset[str]] = {
 @dataclass(frozen=True)
 class FilterInfo:
     """What the service shows about a filter; reads is None when READS is absent, needs is the
-    value of the NEEDS literal (None when absent)."""
+    value of the NEEDS literal, where the WHERE conditions (each None when absent)."""
 
     name: str
     description: str
     reads: frozenset[str] | None
     needs: Any = None
+    where: tuple[Condition, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,18 +63,20 @@ class CompiledFilter:
 
 
 NeedsCheck = Callable[[Any], Sequence[str]]  # the NEEDS value -> problems (none: accepted)
+WhereCheck = Callable[[tuple[Condition, ...]], Sequence[str]]  # checked WHERE -> problems
 
 
-def compile_filter(source: str, filename: str = "<filter>",
-                   check_needs: NeedsCheck | None = None) -> FilterInfo:
+def compile_filter(source: str, filename: str = "<filter>", check_needs: NeedsCheck | None = None,
+                   check_where: WhereCheck | None = None) -> FilterInfo:
     """Check a filter and describe it; raises FilterRejected with line and reason."""
-    return compile_source(source, filename, check_needs).info
+    return compile_source(source, filename, check_needs, check_where).info
 
 
-def compile_source(source: str, filename: str = "<filter>",
-                   check_needs: NeedsCheck | None = None) -> CompiledFilter:
+def compile_source(source: str, filename: str = "<filter>", check_needs: NeedsCheck | None = None,
+                   check_where: WhereCheck | None = None) -> CompiledFilter:
     """Check a filter and compile it for a worker; raises FilterRejected. ``check_needs``
-    judges the NEEDS literal; its problems are reported at the NEEDS line."""
+    judges the NEEDS literal, ``check_where`` the WHERE fields; their problems are reported at
+    the line of the literal."""
     problems = lint_source(source)
     if problems:
         raise FilterRejected.from_problems(problems)
@@ -81,7 +87,7 @@ def compile_source(source: str, filename: str = "<filter>",
     problems = _structure_problems(tree) + check_tree(tree, MODULE_MEMBERS)
     if problems:
         raise FilterRejected.from_problems(sorted(problems, key=_reading_order))
-    info = _describe(tree, filename, check_needs)
+    info = _describe(tree, filename, check_needs, check_where)
     problems = restrict(tree)
     if problems:
         raise FilterRejected.from_problems(problems)
@@ -155,12 +161,15 @@ def _structure_problems(tree: ast.Module) -> list[Problem]:
     return problems
 
 
-def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None) -> FilterInfo:
+def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None,
+              check_where: WhereCheck | None) -> FilterInfo:
     problems: list[Problem] = []
     name = None
     reads: frozenset[str] | None = None
     needs_node: ast.stmt | None = None
     needs: Any = None
+    where_node: ast.stmt | None = None
+    where: tuple[Condition, ...] | None = None
     for node in tree.body:
         target = _target_name(node)
         value = getattr(node, "value", None)
@@ -183,8 +192,20 @@ def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None) -
                 problems.append(problem_at(node, "NEEDS is set more than once"))
                 continue
             needs_node, needs = node, _needs(node, value, problems)
+        elif target == "WHERE":
+            if where_node is not None:
+                problems.append(problem_at(node, "WHERE is set more than once"))
+                continue
+            where_node, where = node, _where(node, value, problems)
     if needs_node is not None and needs is not None and check_needs is not None:
         problems += [problem_at(needs_node, reason) for reason in check_needs(needs)]
+    if where_node is not None and where is not None:
+        if check_where is not None:
+            problems += [problem_at(where_node, reason) for reason in check_where(where)]
+        unread = top_keys(where) - reads if reads is not None else frozenset()
+        if unread:
+            problems.append(problem_at(where_node, f"WHERE tests {', '.join(sorted(unread))}, which READS "
+                                                   "does not list"))
     description = ast.get_docstring(tree) or ""
     if len(description) > MAX_DESCRIPTION_CHARS:
         problems.append(Problem(f"the docstring is longer than {MAX_DESCRIPTION_CHARS} "
@@ -192,7 +213,19 @@ def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None) -
     if problems:
         raise FilterRejected.from_problems(problems)
     default_name = filename.strip("<>").removesuffix(".py") or "filter"
-    return FilterInfo(name or default_name, description, reads, needs)
+    return FilterInfo(name or default_name, description, reads, needs, where)
+
+
+def _where(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> tuple[Condition, ...] | None:
+    """The WHERE conditions: a plain literal, never evaluated code."""
+    try:
+        literal = ast.literal_eval(value) if value is not None else None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        problems.append(problem_at(node, f"WHERE must be a literal tuple, e.g. {EXAMPLE}"))
+        return None
+    found = where_problems(literal)
+    problems += [problem_at(node, reason) for reason in found]
+    return None if found else normalize(literal)
 
 
 def _needs(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> Any:

@@ -162,7 +162,7 @@ class SandboxPool:
                 rejections[spec.id] = rejection
                 continue
             reads = None if compiled.info.reads is None else tuple(sorted(compiled.info.reads))
-            code = FilterCode(_source_key(spec), FILTER_FILENAME, compiled.code, reads)
+            code = FilterCode(_source_key(spec), FILTER_FILENAME, compiled.code, reads, compiled.info.where)
             states[spec.id] = _FilterState(spec, compiled, code)
         with self._batch_lock:
             with self._state_lock:

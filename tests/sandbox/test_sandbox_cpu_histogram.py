@@ -106,7 +106,7 @@ def test_a_call_off_the_cpu_is_timed_by_the_cpu_clock(monkeypatch: pytest.Monkey
     try:
         runner = BatchRunner(memoryview(bytearray(64)).cast("q"), lambda message: None, 0.1, 3, 3)
         report: dict = {"m": [], "e": [], "t": [], "stop": None}
-        runner._call_all(0, clocks.call, [{}] * len(script), report)
+        runner._call_all(0, clocks.call, [{}] * len(script), report, None)
     finally:
         signal.signal(signal.SIGALRM, alarm)
     assert report["n"] == len(script)
