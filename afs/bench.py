@@ -222,7 +222,15 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run_case(settings: Settings, case: StreamCase) -> None:
+@dataclass(frozen=True)
+class CaseResult:
+    case: StreamCase
+    walls_s: list[float]  # per visit
+    rate: float  # alerts/s over the run
+    baseline: float  # per-record fastavro decoding, alerts/s, one core, same run
+
+
+def run_case(settings: Settings, case: StreamCase) -> CaseResult:
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
     started = time.perf_counter()
     visits = encode_visits(case, codec)
@@ -247,7 +255,7 @@ def run_case(settings: Settings, case: StreamCase) -> None:
                                        Path(tmp) / "filters")
             run = run.model_copy(update={"filters_dir": Path(tmp) / "filters"})
         n_filters = len(load_filter_dir(run.filters_dir)) + len(user_filters)
-        timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path("/tmp/worker_bench.log"),
+        timings, outputs, spent = asyncio.run(replay(run, visits, warmup, case, Path(tmp) / "worker.log",
                                                      broker.pid, user_filters))
 
     rate = n_alerts / ((timings[-1].last_ms - timings[0].first_ms) / 1e3)
@@ -267,3 +275,33 @@ def run_case(settings: Settings, case: StreamCase) -> None:
     for name, seconds in spent.processes.items():
         print(f"  {name:44s} {seconds / n_alerts * 1e3:9.3f}")
     print(f"  {'total, all processes':44s} {sum(spent.processes.values()) / n_alerts * 1e3:9.3f}")
+    return CaseResult(case, [t.wall_s for t in timings], rate, baseline)
+
+
+# Issue #7's cases and targets on two cores: (case, what it must do, whether the result does it).
+PEAK_CADENCE_S = 32.0
+TARGETS = (
+    (StreamCase(visits=1, alerts=10_000, filters=1), "reference", lambda r: True),
+    (StreamCase(visits=1, alerts=10_000, filters=100), "<= 5 s per visit and >= 3x decode",
+     lambda r: max(r.walls_s) <= 5 and r.rate >= 3 * r.baseline),
+    (StreamCase(visits=1, alerts=10_000, filters=1000), "<= 30 s per visit", lambda r: max(r.walls_s) <= 30),
+    (StreamCase(visits=2, alerts=40_000, filters=100, cadence_s=PEAK_CADENCE_S),
+     f"each visit out within the {PEAK_CADENCE_S:.0f} s cadence (no growing backlog)",
+     lambda r: max(r.walls_s) <= PEAK_CADENCE_S),
+)
+
+
+def run_targets(settings: Settings) -> list[tuple[CaseResult, str, bool]]:
+    """Every case of TARGETS, each printed as it finishes, then one table."""
+    results = []
+    for case, target, met in TARGETS:
+        print(f"\n== {case.visits} x {case.alerts:,} alerts, {case.filters} filters")
+        result = run_case(settings, case)
+        results.append((result, target, met(result)))
+    print(f"\n{'case':32s} {'wall s/visit':>13s} {'alerts/s':>9s} {'x decode':>9s}  target")
+    for result, target, ok in results:
+        c = result.case
+        print(f"{f'{c.visits} x {c.alerts:,} alerts, {c.filters} filters':32s} "
+              f"{'/'.join(f'{w:.1f}' for w in result.walls_s):>13s} {result.rate:9,.0f} "
+              f"{result.rate / result.baseline:9.2f}  {target}: {'met' if ok else 'NOT met'}")
+    return results

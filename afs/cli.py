@@ -150,6 +150,15 @@ def bench_stream(visits: int, n_alerts: int, n_filters: int, cadence_s: float, s
                                      seed=seed))
 
 
+@bench.command("targets")
+def bench_targets() -> None:
+    """Issue #7's cases in one run: 10,000 alerts with 1, 100 and 1,000 filters, and two 40,000-alert
+    peak visits at Rubin's cadence; then a table against the targets."""
+    from afs.bench import run_targets
+
+    run_targets(_settings())
+
+
 from afs.api.cli import api  # noqa: E402  (the scientists' API, accounts, user CLI: issue #4)
 from afs.client.commands import FILTER_COMMANDS, login, subscribe  # noqa: E402
 from afs.control.cli import users  # noqa: E402
