@@ -118,6 +118,7 @@ def test_the_build_stage_sources_alone_build_a_wheel_with_the_whole_service(tmp_
     wheel = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl")))
     names = set(wheel.namelist())
     sources = {str(p.relative_to(REPO)) for package in ("afs", "sandbox") for p in (REPO / package).rglob("*.py")}
+    sources |= {str(p.relative_to(REPO)) for p in (REPO / "afs" / "web" / "static").iterdir()}  # the web page
     assert sources <= names, f"missing from the image: {sorted(sources - names)[:5]}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "afs = afs.cli:main" in wheel.read(entry_points).decode()

@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from afs import web
 from afs.alerts.schemas import SchemaStore
 from afs.alerts.codec import AlertCodec
-from afs.api import admin, alerts, filters, health, jobs, ppdb, subscriptions, users
+from afs.api import admin, alerts, filters, health, helpers, jobs, ppdb, subscriptions, users
 from afs.archive import AlertArchive
 from afs.config import Settings
 from afs.control.db import Database
@@ -27,6 +28,7 @@ activate them, and subscribe to their matches (Kafka or Server-Sent Events).
 
 Every endpoint except `/health`, `/v1/schemas/{id}` and these docs needs a bearer token
 (`Authorization: Bearer afs-...`): from `afs users create NAME` or `POST /v1/users/{name}/tokens`.
+The web page at `/ui/` does all of this in a browser with such a token.
 """
 
 
@@ -64,8 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Rubin Alert Filtering Service", description=DESCRIPTION, version="1",
                   lifespan=lifespan)
-    for module in (health, users, filters, jobs, subscriptions, alerts, ppdb, admin):
+    for module in (health, users, filters, helpers, jobs, subscriptions, alerts, ppdb, admin):
         app.include_router(module.router)
+    web.mount(app)
     app.add_exception_handler(ControlError, _control_error)
     app.add_middleware(RequestMetrics)
     return app

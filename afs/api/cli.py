@@ -9,7 +9,7 @@ import click
 @click.option("--host", default=None, help="Default: AFS_API_HOST (127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Default: AFS_API_PORT (8000).")
 def api(host: str | None, port: int | None) -> None:
-    """Serve the scientists' API (OpenAPI docs at /docs) over AFS_DATABASE_URL."""
+    """Serve the scientists' API (OpenAPI docs at /docs, the web page at /ui/) over AFS_DATABASE_URL."""
     import uvicorn
 
     from afs.api.app import create_app

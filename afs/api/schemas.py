@@ -75,6 +75,13 @@ class FilterUpload(BaseModel):
     name: str | None = Field(default=None, max_length=200, description="Used when the source sets no NAME")
 
 
+class HelperOut(BaseModel):
+    module: str = Field(description="helpers or math: what the filter imports it from")
+    name: str
+    signature: str
+    doc: str
+
+
 class CpuPerAlert(BaseModel):
     p50: float | None
     p99: float | None

@@ -45,6 +45,7 @@ ACCESS = {
     ("get", "/v1/filters"): "user",
     ("post", "/v1/filters"): "user",
     ("post", "/v1/dry-run"): "user",
+    ("get", "/v1/helpers"): "user",
     ("get", "/v1/filters/{filter_id}"): "owner",
     ("put", "/v1/filters/{filter_id}"): "owner",
     ("delete", "/v1/filters/{filter_id}"): "owner",

@@ -9,29 +9,22 @@ with `afs users create`, the control-plane database (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
-from afs.alerts.codec import AlertCodec
 from afs.alerts.simulate import simulate_visit
-from afs.broker import EmbeddedBroker, ensure_topics, free_port, service_topics
 from afs.cli import main
 from afs.client.api_client import ApiClient, ApiError, Event
 from afs.config import Settings
 from afs.outputs import output_consumer
-from afs.processes import afs_process
-from afs.produce import produce_messages, producer_for
+from tests.api.live_service import (broker, create_user, live_settings, log_has,  # noqa: F401 (broker: a fixture)
+                                    produce_alerts, serving, wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -62,29 +55,10 @@ class Live:
         return self.client_of(name).call("GET", f"/v1/filters/{self.ids[name]}/stats")
 
 
-def wait_for(predicate, what: str, timeout_s: float = 60.0) -> float:  # noqa: ANN001
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout_s, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
-def log_has(path: Path, text: str) -> bool:
-    return path.exists() and text in path.read_text(errors="replace")
-
-
 def last_active_line(path: Path) -> str:
     """The worker's latest "active filters: ..." log line (it logs one per reload that changed something)."""
     lines = [line for line in path.read_text(errors="replace").splitlines() if "active filters:" in line]
     return lines[-1] if lines else ""
-
-
-def api_up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def topic_ids(settings: Settings, topic: str, count: int) -> list[int]:
@@ -109,18 +83,7 @@ def topic_ids(settings: Settings, topic: str, count: int) -> list[int]:
 
 def produce_visit(live: Live, visit: int) -> list[dict]:
     alerts = simulate_visit(visit, 300, SEED, cutouts=False)
-    codec = AlertCodec(max_bytes=live.settings.max_alert_bytes)
-
-    async def send() -> None:
-        producer = producer_for(live.settings)
-        await producer.start()
-        try:
-            await produce_messages(producer, live.settings.alerts_topic,
-                                   [(str(a["diaSourceId"]).encode(), codec.encode(a)) for a in alerts])
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
+    produce_alerts(live.settings, alerts)
     live.visits[visit] = alerts
     return alerts
 
@@ -130,34 +93,12 @@ def expected(alerts: list[dict], modulus: int) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(free_port()) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker, module_database_url: str, tmp_path_factory: pytest.TempPathFactory,
-         settings_for) -> Iterator[Live]:  # noqa: ANN001
+def live(broker, module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:  # noqa: ANN001
     tmp = tmp_path_factory.mktemp("live")
-    (tmp / "filters").mkdir()  # no predefined filters: only what the users upload runs
-    port, run = free_port(), secrets.token_hex(3)
-    settings = settings_for(module_database_url, tmp, kafka_bootstrap=broker.bootstrap, filters_dir=tmp / "filters",
-                            filter_reload_s=1.0, batch_size=100, batch_window_s=0.2, max_alert_bytes=2_000_000,
-                            sandbox_max_errors=10,
-                            alerts_topic=f"alerts-{run}", consumer_group=f"worker-{run}", api_port=port,
-                            api_url=f"http://127.0.0.1:{port}", public_base_url=f"http://127.0.0.1:{port}")
-    env = os.environ | settings.as_env()
-
-    def create(*args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "afs.cli", "users", "create", *args], env=env,
-                              capture_output=True, text=True, check=True).stdout.strip()
-
-    tokens = {"alice": create("alice", "--max-matches-per-visit", str(ALICE_CAP)), "bob": create("bob")}
-    asyncio.run(ensure_topics(settings, service_topics(settings)))
-    worker_log = tmp / "worker.log"
-    with afs_process(settings, tmp / "api.log", "api"), afs_process(settings, worker_log, "worker"):
-        wait_for(lambda: api_up(settings.api_url), "the API")
-        wait_for(lambda: log_has(worker_log, "worker ready"), "the worker")
+    settings = live_settings(module_database_url, tmp, broker, sandbox_max_errors=10)
+    tokens = {"alice": create_user(settings, "alice", "--max-matches-per-visit", str(ALICE_CAP)),
+              "bob": create_user(settings, "bob")}
+    with serving(settings, tmp) as worker_log:
         live = Live(settings, {name: ApiClient(settings.api_url, token) for name, token in tokens.items()}, {},
                     worker_log, 0.0)
         sources = {name: source(modulus) for name, modulus in MODULI.items()} | {"d": FAILS_IN_VISIT_5}
