@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox import (BatchResult, FilterInfo, FilterRejected, FilterSpec, QueryRefused, SandboxLimits, SandboxPool,
-                     compile_filter)
-from sandbox.where import RECORDS
+from sandbox import (WHERE_RECORDS, BatchResult, FilterInfo, FilterRejected, FilterSpec, QueryRefused, SandboxLimits,
+                     SandboxPool, compile_filter)
 
 from afs.alerts.schemas import SchemaStore, latest_schema_id
 
@@ -60,7 +59,7 @@ def _record_columns() -> dict[str, frozenset[str]]:
     schema = SchemaStore().parsed(latest_schema_id())
     namespace = schema["name"].rsplit(".", 1)[0]
     named = schema["__named_schemas"]
-    return {record: frozenset(f["name"] for f in named[f"{namespace}.{record}"]["fields"]) for record in RECORDS}
+    return {record: frozenset(f["name"] for f in named[f"{namespace}.{record}"]["fields"]) for record in WHERE_RECORDS}
 
 
 def where_problems(conditions: Sequence[tuple[str, str, Any]]) -> list[str]:

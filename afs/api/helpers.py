@@ -13,11 +13,10 @@ import math
 from functools import cache
 
 from fastapi import APIRouter
+from sandbox import MODULE_MEMBERS, helpers
 
 from afs.api.deps import ActorDep
 from afs.api.schemas import HelperOut
-from sandbox import helpers
-from sandbox.compiler import MODULE_MEMBERS
 
 router = APIRouter(prefix="/v1", tags=["filters"])
 
