@@ -1,10 +1,10 @@
 """One micro-batch of raw alert messages through the service: the stream worker's whole job.
 
 decode once -> archive the full packet and append to the PPDB mirror -> lightweight packet -> filters ->
-per-visit caps -> per-filter topics; anything undecodable goes to the dead-letter topic with its reason. The method returns only when
-every output of the batch is acknowledged by the broker, so the caller may then commit offsets
-(at-least-once; outputs are keyed by diaSourceId so consumers can dedupe a replayed batch).
-Kept free of faust so benchmarks and tests drive exactly the same code.
+per-visit caps -> per-filter topics; anything undecodable goes to the dead-letter topic with its reason. In two
+phases: ``decode`` (CPU only, no output) and ``complete``, which returns only when every output of the batch is
+acknowledged by the broker, so the caller may then commit offsets (at-least-once; outputs are keyed by
+diaSourceId so consumers can dedupe a replayed batch). Kept free of faust.
 """
 
 from __future__ import annotations
@@ -155,9 +155,6 @@ class AlertPipeline:
             except AlertDecodeError as exc:
                 batch.undecodable.append((message, exc))
         return batch
-
-    async def process(self, messages: Sequence[InMessage]) -> BatchReport:
-        return await self.complete(self.decode(messages))
 
     async def complete(self, batch: Decoded) -> BatchReport:
         """Phase two: every output of the batch, acknowledged. Safe to call again for a batch that failed."""
