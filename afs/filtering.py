@@ -50,7 +50,7 @@ def sandbox_limits(settings: Settings) -> SandboxLimits:
 
 def check_filter(source: str, filename: str = "<filter>") -> FilterInfo:
     """Compile a filter as the service accepts it (NEEDS and WHERE included); raises FilterRejected."""
-    return compile_filter(source, filename, check_needs=needs_problems, check_where=where_problems)
+    return compile_filter(source, filename, check_needs=needs_problems, check_where=where_column_problems)
 
 
 @functools.cache
@@ -62,7 +62,7 @@ def _record_columns() -> dict[str, frozenset[str]]:
     return {record: frozenset(f["name"] for f in named[f"{namespace}.{record}"]["fields"]) for record in WHERE_RECORDS}
 
 
-def where_problems(conditions: Sequence[tuple[str, str, Any]]) -> list[str]:
+def where_column_problems(conditions: Sequence[tuple[str, str, Any]]) -> list[str]:
     """WHERE may test only columns the alert schema has: a misspelt one would never match."""
     columns = _record_columns()
     problems = []

@@ -3,8 +3,8 @@
 Offsets advance only after a batch's outputs are acknowledged: each message holds one extra reference,
 released when its batch completes (faust's own ack from ``take_events`` comes earlier), and a batch that
 fails for an infrastructure reason (broker, database or disk away) is retried with back-off instead of
-being skipped. Two batches are in flight: the next one decodes while the previous one completes. The active filter versions
-come from the control-plane database and are re-read between batches (afs.control.live).
+being skipped. Two batches are in flight: the next one decodes while the previous one completes.
+The active filter versions come from the control-plane database and are re-read between batches (afs.control.live).
 
 Operations (afs.metrics): with AFS_WORKER_METRICS_PORT set, the worker serves Prometheus ``/metrics``,
 ``/healthz`` and ``/readyz`` there; a faust timer probes readiness and sets the consumer lag every

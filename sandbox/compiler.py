@@ -191,7 +191,8 @@ def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None,
             if needs_node is not None:
                 problems.append(problem_at(node, "NEEDS is set more than once"))
                 continue
-            needs_node, needs = node, _needs(node, value, problems)
+            needs_node, needs = node, _literal(
+                node, value, problems, 'NEEDS must be a literal dict, e.g. NEEDS = {"history": {"days": 3650}}')
         elif target == "WHERE":
             if where_node is not None:
                 problems.append(problem_at(node, "WHERE is set more than once"))
@@ -217,23 +218,21 @@ def _describe(tree: ast.Module, filename: str, check_needs: NeedsCheck | None,
 
 
 def _where(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> tuple[Condition, ...] | None:
-    """The WHERE conditions: a plain literal, never evaluated code."""
-    try:
-        literal = ast.literal_eval(value) if value is not None else None
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        problems.append(problem_at(node, f"WHERE must be a literal tuple, e.g. {EXAMPLE}"))
+    """The checked WHERE conditions, or None when the literal is refused."""
+    literal = _literal(node, value, problems, f"WHERE must be a literal tuple, e.g. {EXAMPLE}")
+    if literal is None:
         return None
     found = where_problems(literal)
     problems += [problem_at(node, reason) for reason in found]
     return None if found else normalize(literal)
 
 
-def _needs(node: ast.stmt, value: ast.expr | None, problems: list[Problem]) -> Any:
-    """The NEEDS value: a plain literal, never evaluated code."""
+def _literal(node: ast.stmt, value: ast.expr | None, problems: list[Problem], refusal: str) -> Any:
+    """A constant's value as a plain literal, never evaluated code; ``refusal`` says what it must be."""
     try:
         return ast.literal_eval(value) if value is not None else None
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        problems.append(problem_at(node, 'NEEDS must be a literal dict, e.g. NEEDS = {"history": {"days": 3650}}'))
+        problems.append(problem_at(node, refusal))
         return None
 
 
