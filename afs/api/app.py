@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from afs import web
@@ -30,6 +32,14 @@ Every endpoint except `/health`, `/v1/schemas/{id}` and these docs needs a beare
 (`Authorization: Bearer afs-...`): from `afs users create NAME` or `POST /v1/users/{name}/tokens`.
 The web page at `/ui/` does all of this in a browser with such a token.
 """
+
+
+async def _invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """422 with what was wrong. FastAPI's own handler echoes the input and fails (a 500) when the body
+    is bytes that are not UTF-8; such input is echoed with replacement characters instead."""
+    assert isinstance(error, RequestValidationError)
+    detail = jsonable_encoder(error.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 async def _control_error(_: Request, error: Exception) -> JSONResponse:
@@ -70,5 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     web.mount(app)
     app.add_exception_handler(ControlError, _control_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_middleware(RequestMetrics)
     return app
