@@ -26,8 +26,8 @@ HOSTILE = {  # each crashes its sandbox worker on every alert whose diaSourceId 
     if alert["diaSourceId"] % 3:
         return False
     nest = ()
-    for i in range(1000000):
-        nest = (nest,)
+    for i in range(400000):
+        nest = (((nest,),),)
     return {nest: True}[nest]
 ''',
     "crash_memory": '''def filter(alert):
@@ -51,6 +51,9 @@ def test_hostile_filters_crashing_the_sandbox_neither_stall_the_stream_nor_chang
     with EmbeddedBroker(free_port()) as broker:
         settings = worker_settings(tmp_path, broker.bootstrap, filters_dir(tmp_path, HOSTILE), log_format="json",
                                    worker_metrics_port=port, sandbox_call_hard_timeout_s=0.5,
+                                   # building the deep tuple can take 0.1 s on a busy machine: the soft limit
+                                   # must not stop crash_segfault for time-outs before it crashes
+                                   sandbox_call_soft_timeout_s=0.24,
                                    sandbox_max_kills=MAX_KILLS)
         visits = [simulate_visit(v, N_ALERTS, seed=2, cutouts=False) for v in (1, 2)]
         alerts = visits[0] + visits[1]
