@@ -25,11 +25,14 @@ def test_filter_mix_is_the_predefined_filters_plus_distinct_compiling_variations
 
 
 @pytest.mark.slow
-def test_bench_stream_prints_rates_latencies_and_the_ratio() -> None:
-    result = CliRunner().invoke(main, ["bench", "stream", "--visits", "2", "--alerts", "150", "--filters", "12"])
+def test_bench_stream_with_two_workers_prints_history_rates_latencies_and_the_ratio() -> None:
+    result = CliRunner().invoke(main, ["bench", "stream", "--visits", "2", "--alerts", "150", "--filters", "12",
+                                       "--workers", "2"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("12 filters (") for line in lines)
+    history = next(line for line in lines if line.startswith("simulated 2 x 150 alerts"))
+    assert len(history.split("prvDiaForcedSources): ")[1].split(", ")) == 2
+    assert any(line.startswith("12 filters (") and line.endswith("2 worker processes") for line in lines)
     visit_rows = [line.split() for line in lines if line.strip()[:1].isdigit() and "s" in line]
     assert [row[0] for row in visit_rows if row[1] == "150"] == ["1", "2"]
     ratio = next(line for line in lines if line.startswith("ratio worker path"))

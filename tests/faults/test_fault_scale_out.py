@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from afs.alerts.simulate import simulate_visit
+from afs.bench import partitions_held
 from afs.broker import EmbeddedBroker, ensure_topics, free_port, service_topics
 from afs.config import Settings
 from afs.control.db import Database
@@ -35,11 +36,6 @@ def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def partitions_held(port: int) -> set[int]:
-    """The alert-topic partitions a worker reports lag for: those it holds and has committed on."""
-    return {int(dict(labels)["partition"]) for name, labels in scrape(port) if name == "afs_worker_consumer_lag"}
 
 
 def filter_matches(port: int, filter_id: str) -> float:
@@ -68,7 +64,7 @@ def balance(settings: Settings, reader: Reader, seen: Seen, ports: list[int]) ->
         keys = {int(key) for key, _ in messages}
         seen.read(reader, lambda: set(seen.lightweight) >= keys, 120, settle_s=0)
         time.sleep(1.5)  # a commit interval
-        held = [partitions_held(port) for port in ports]
+        held = [partitions_held(f"http://127.0.0.1:{port}/metrics") for port in ports]
         if all(held) and set().union(*held) == everything and sum(map(len, held)) == len(everything):
             return
     raise AssertionError(f"the group did not settle: {held}")
