@@ -55,9 +55,11 @@ class StreamCase:
 
 @dataclass
 class VisitTiming:
-    """One visit, from its first produce to its last lightweight packet (broker timestamps, ms)."""
+    """One visit, from its first produce to its last lightweight packet (broker timestamps, ms). The producer
+    shares the cores, so how long producing alone took tells a slow producer from a worker falling behind."""
 
     first_ms: int
+    produced_ms: int  # the last alert's produce
     last_ms: int
     latencies_ms: list[int]
 
@@ -68,6 +70,10 @@ class VisitTiming:
     @property
     def wall_s(self) -> float:
         return (self.last_ms - self.first_ms) / 1e3
+
+    @property
+    def produce_s(self) -> float:
+        return (self.produced_ms - self.first_ms) / 1e3
 
 
 @dataclass
@@ -281,7 +287,8 @@ async def _wait_for(outputs: Outputs, count: int, collecting: asyncio.Task[None]
 
 def _timing(sent: dict[int, int], outputs: Outputs) -> VisitTiming:
     out = {sid: outputs.lightweight_ms[sid] for sid in sent}
-    return VisitTiming(min(sent.values()), max(out.values()), [out[sid] - sent[sid] for sid in sent])
+    return VisitTiming(min(sent.values()), max(sent.values()), max(out.values()),
+                       [out[sid] - sent[sid] for sid in sent])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -325,10 +332,12 @@ def run_case(settings: Settings, case: StreamCase) -> CaseResult:
           f"{settings.max_matches_per_visit} full alerts per visit), {sum(map(len, outputs.matches.values()))} "
           f"matches published, {spent.withheld:.0f} withheld by the cap, cadence {case.cadence_s or 'back-to-back'}, "
           f"{case.workers} worker process{'es' if case.workers > 1 else ''}")
-    print(f"{'visit':>5s} {'alerts':>7s} {'wall s':>7s} {'alerts/s':>9s} {'latency p50':>12s} {'p99':>9s}")
+    print(f"{'visit':>5s} {'alerts':>7s} {'wall s':>7s} {'alerts/s':>9s} {'latency p50':>12s} {'p99':>9s} "
+          f"{'producing took':>15s}")
     for i, t in enumerate(timings, 1):
         print(f"{i:5d} {t.alerts:7d} {t.wall_s:7.1f} {t.alerts / t.wall_s:9,.0f} "
-              f"{_percentile(t.latencies_ms, 50) / 1e3:10.1f} s {_percentile(t.latencies_ms, 99) / 1e3:7.1f} s")
+              f"{_percentile(t.latencies_ms, 50) / 1e3:10.1f} s {_percentile(t.latencies_ms, 99) / 1e3:7.1f} s "
+              f"{t.produce_s:13.1f} s")
     print(f"{'per-record fastavro decode alone (1 core)':46s} {baseline:9,.0f} alerts/s")
     print(f"{'whole worker path (broker->worker->outputs)':46s} {rate:9,.0f} alerts/s")
     print(f"{'ratio worker path / decode alone':46s} {rate / baseline:9.2f}")
