@@ -49,7 +49,7 @@ def usage_of(request: Request, user: User, visit: int | None) -> dict[str, Any]:
     return {"user": user.name, "limits": limits_out(engine.limits(user.id)), "quotas": quotas}
 
 
-VisitQuery = Annotated[int | None, Query(description="Also show the per-visit quota of this visit")]
+VisitQuery = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Also show the per-visit quota of this visit")]
 
 
 @router.get("/me/usage", response_model=UsageOut)

@@ -41,7 +41,7 @@ AVRO = "application/vnd.apache.avro+binary"
 FITS = "application/fits"
 CUTOUT_FIELDS = {"difference": "cutoutDifference", "science": "cutoutScience", "template": "cutoutTemplate"}
 CUTOUT_MEDIA = {"fits": FITS, "png": "image/png", "multires": FITS}
-AlertId = Annotated[int, Path(ge=0, description="The alert's diaSourceId")]
+AlertId = Annotated[int, Path(ge=0, le=2**63 - 1, description="The alert's diaSourceId (an Avro long)")]
 
 
 def archived(request: Request, dia_source_id: int) -> tuple[bytes, DecodedAlert]:

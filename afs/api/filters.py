@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -113,7 +113,8 @@ def versions(filter_id: str, actor: ActorDep, db: DatabaseDep) -> list[dict]:
 
 
 @router.get("/filters/{filter_id}/versions/{version}", response_model=VersionDetail)
-def version(filter_id: str, version: int, actor: ActorDep, db: DatabaseDep) -> dict:
+def version(filter_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], actor: ActorDep,
+            db: DatabaseDep) -> dict:
     with db.sessions() as session:
         found = filters.visible_filter(session, actor, filter_id)
         return version_out(session, filters.version_of(session, found, version), with_source=True)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from afs.api.deps import ActorDep
@@ -77,7 +77,8 @@ def _page(request: Request, actor: Any, throttled: Any, fmt: str, op: str, *args
 
 
 @router.get("/objects/{dia_object_id}/history", responses=RESPONSES)
-def history(request: Request, actor: ActorDep, throttled: Throttled, dia_object_id: int,
+def history(request: Request, actor: ActorDep, throttled: Throttled,
+            dia_object_id: Annotated[int, Path(ge=0, le=2**63 - 1, description="An Avro long")],
             table: Literal["DiaSource", "DiaForcedSource"] = "DiaSource",
             start_mjd: Annotated[float | None, Query(description="From this MJD (TAI)")] = None,
             end_mjd: Annotated[float | None, Query(description="Before this MJD (TAI)")] = None,

@@ -56,6 +56,8 @@ def test_the_alert_is_the_archived_bytes_and_json_on_request(api, alerts) -> Non
     assert as_json["diaSourceId"] == first and as_json["diaSource"]["visit"] == VISIT
     assert as_json["cutoutDifference"].endswith(f"/v1/alerts/{first}/cutouts/difference")
     assert api.client.get("/v1/alerts/12345", headers=alice).status_code == 404
+    for path in (f"/v1/alerts/{2**63}", f"/v1/alerts/{2**63}/cutouts/science"):  # no Avro long is that large
+        assert api.client.get(path, headers=alice).status_code == 422
     assert api.client.get(f"/v1/alerts/{first}").status_code == 401
 
 
@@ -113,6 +115,7 @@ def test_over_quota_is_429_with_retry_after_and_ratelimit_headers(api, alerts) -
     cutout = api.client.get(f"/v1/alerts/{ids[0]}/cutouts/difference", headers=alice)
     assert cutout.status_code == 429 and cutout.headers["ratelimit-policy"].endswith('name="cutout_bytes"')
     usage = api.client.get(f"/v1/me/usage?visit={VISIT}", headers=alice).json()
+    assert api.client.get(f"/v1/me/usage?visit={2**63}", headers=alice).status_code == 422
     by_kind = {q["kind"]: q for q in usage["quotas"]}
     assert by_kind["visit_alerts"]["used"] == 2 and by_kind["alerts"]["used"] == 2
     own = api.client.get("/v1/me/usage", headers=alice).json()

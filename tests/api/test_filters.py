@@ -59,6 +59,7 @@ def test_updates_make_new_immutable_versions_and_keep_the_topic(api) -> None:
     owner = api.user("alice")
     first = api.upload(owner, SELECTIVE, name="first name")["filter"]
     v1 = api.client.get(f"/v1/filters/{first['id']}/versions/1", headers=owner).json()
+    assert api.client.get(f"/v1/filters/{first['id']}/versions/{2**63}", headers=owner).status_code == 422
     renamed = SELECTIVE.replace("% 40", "% 41").replace("def filter", 'NAME = "Renamed"\n\ndef filter')
     response = api.client.put(f"/v1/filters/{first['id']}", headers=owner, json={"source": renamed})
     assert response.status_code == 200, response.text

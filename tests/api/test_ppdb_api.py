@@ -69,6 +69,7 @@ def test_history_pages_add_up_to_the_whole_history(api: Api, alice: dict[str, st
     object_id = busiest_object(records)
     whole = mirror.history(object_id, limit=10_000).as_json()["rows"]
     assert len(whole) > 5
+    assert api.client.get(f"/v1/ppdb/objects/{2**63}/history", headers=alice).status_code == 422  # not a long
     url, rows = f"/v1/ppdb/objects/{object_id}/history?limit=3", []
     while url:
         response = api.client.get(url, headers=alice)
