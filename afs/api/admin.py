@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from afs.api.deps import ActorDep, AdminDep, DatabaseDep, SettingsDep
 from afs.api.filters import filter_out
 from afs.api.quota_deps import quotas_of
-from afs.api.schemas import FilterOut, ModerationIn, QuotaLimits, QuotaLimitsOut, UsageOut, UsageRow
+from afs.api.schemas import AVRO_LONG_MAX, FilterOut, ModerationIn, QuotaLimits, QuotaLimitsOut, UsageOut, UsageRow
 from afs.control import filters, users
 from afs.control.models import FilterModeration, UsageDay, User, utcnow
 from afs.quotas.engine import Decision
@@ -49,7 +49,7 @@ def usage_of(request: Request, user: User, visit: int | None) -> dict[str, Any]:
     return {"user": user.name, "limits": limits_out(engine.limits(user.id)), "quotas": quotas}
 
 
-VisitQuery = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Also show the per-visit quota of this visit")]
+VisitQuery = Annotated[int | None, Query(ge=0, le=AVRO_LONG_MAX, description="Also show the per-visit quota of this visit")]
 
 
 @router.get("/me/usage", response_model=UsageOut)

@@ -29,7 +29,7 @@ from afs.alerts.codec import DecodedAlert
 from afs.api.deps import ActorDep, DatabaseDep, SettingsDep
 from afs.api.jobs import job_out
 from afs.api.quota_deps import TOO_MANY, Throttled, charge, charge_all, quotas_of, refuse, with_quota_headers
-from afs.api.schemas import BulkIn, JobOut
+from afs.api.schemas import AVRO_LONG_MAX, BulkIn, JobOut
 from afs.config import Settings
 from afs.control import filters, jobs
 from afs.control.delivery import visit_of
@@ -41,7 +41,7 @@ AVRO = "application/vnd.apache.avro+binary"
 FITS = "application/fits"
 CUTOUT_FIELDS = {"difference": "cutoutDifference", "science": "cutoutScience", "template": "cutoutTemplate"}
 CUTOUT_MEDIA = {"fits": FITS, "png": "image/png", "multires": FITS}
-AlertId = Annotated[int, Path(ge=0, le=2**63 - 1, description="The alert's diaSourceId (an Avro long)")]
+AlertId = Annotated[int, Path(ge=0, le=AVRO_LONG_MAX, description="The alert's diaSourceId")]
 
 
 def archived(request: Request, dia_source_id: int) -> tuple[bytes, DecodedAlert]:

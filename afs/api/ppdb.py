@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from afs.api.deps import ActorDep
 from afs.api.quota_deps import TOO_MANY, Throttled, charge, with_quota_headers
+from afs.api.schemas import AVRO_LONG_MAX
 from afs.ppdb.queries import Page, QueryError, QueryTimeout
 from afs.ppdb.service import MirrorClient
 
@@ -78,7 +79,7 @@ def _page(request: Request, actor: Any, throttled: Any, fmt: str, op: str, *args
 
 @router.get("/objects/{dia_object_id}/history", responses=RESPONSES)
 def history(request: Request, actor: ActorDep, throttled: Throttled,
-            dia_object_id: Annotated[int, Path(ge=0, le=2**63 - 1, description="An Avro long")],
+            dia_object_id: Annotated[int, Path(ge=0, le=AVRO_LONG_MAX)],
             table: Literal["DiaSource", "DiaForcedSource"] = "DiaSource",
             start_mjd: Annotated[float | None, Query(description="From this MJD (TAI)")] = None,
             end_mjd: Annotated[float | None, Query(description="Before this MJD (TAI)")] = None,

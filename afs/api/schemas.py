@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 MAX_SOURCE_CHARS = 100_000
+AVRO_LONG_MAX = 2**63 - 1  # diaSourceId, diaObjectId and visit are Avro longs: larger ids exist nowhere
 
 
 class UserOut(BaseModel):
