@@ -12,12 +12,14 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+import cavro
 import fastavro
 
 from afs.alerts.schemas import SchemaStore, UnknownSchemaError, latest_schema_id
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
+_ONE_BYTE = cavro.Schema('"boolean"')  # cavro reads a boolean as exactly one byte, any value
 
 
 class AlertDecodeError(ValueError):
@@ -73,20 +75,22 @@ class AlertCodec:
     def decode(self, message: bytes) -> DecodedAlert:
         sid, body = split_header(message, self.max_bytes)
         try:
-            schema = self.store.parsed(sid)
+            schema = self.store.reader(sid)
         except UnknownSchemaError as exc:
             raise AlertDecodeError("unknown-schema", str(exc)) from None
-        stream = io.BytesIO(body)
+        reader = cavro.MemoryReader(body)
         try:
-            record = fastavro.schemaless_reader(stream, schema, None)
-        except (EOFError, StopIteration) as exc:
+            record = schema.binary_read(reader)
+        except EOFError as exc:
             raise AlertDecodeError("truncated", f"body ends before the schema {sid} record does ({exc!r})") from None
-        except Exception as exc:  # fastavro raises many types on garbage; all mean "does not match"
+        except Exception as exc:  # garbage raises many types; all mean "does not match"
             raise AlertDecodeError("schema-mismatch", f"body does not match schema {sid}: {exc!r}") from None
-        if stream.tell() != len(body):
-            raise AlertDecodeError(
-                "schema-mismatch", f"{len(body) - stream.tell()} trailing bytes after the schema {sid} record"
-            )
+        try:
+            _ONE_BYTE.binary_read(reader)  # succeeds only if a byte is left over
+        except EOFError:
+            pass
+        else:
+            raise AlertDecodeError("schema-mismatch", f"trailing bytes after the schema {sid} record")
         dia_source_id = dia_source_id_of(record)
         if dia_source_id is None:
             raise AlertDecodeError("schema-mismatch", f"schema {sid} record has no integer diaSourceId")

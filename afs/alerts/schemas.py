@@ -12,10 +12,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import cavro
 import fastavro
 from lsst.alert.packet.schema import Schema, get_latest_schema_version, get_schema_root
 
 MIN_SUPPORTED = (7, 0)
+_CAVRO_OPTIONS = cavro.Options(record_decodes_to_dict=True)
 
 
 class UnknownSchemaError(LookupError):
@@ -52,6 +54,7 @@ class SchemaStore:
     def __init__(self, registry_url: str | None = None, registry_timeout_s: float = 5.0) -> None:
         self._files = _shipped_versions()
         self._parsed: dict[int, Any] = {}
+        self._readers: dict[int, cavro.Schema] = {}
         self._json: dict[int, str] = {}
         self._registry_url = registry_url.rstrip("/") if registry_url else None
         self._timeout = registry_timeout_s
@@ -73,6 +76,19 @@ class SchemaStore:
                 self._json[sid] = json.dumps(definition)
                 self._parsed[sid] = fastavro.parse_schema(definition)
             return self._parsed[sid]
+
+    def reader(self, sid: int) -> cavro.Schema:
+        """The schema as cavro's decoder, which reads these alerts ~2.4x faster than fastavro, returning the
+        same dicts (afs.bench measures both; tests/test_codec.py checks they agree, on bad bodies too)."""
+        try:
+            return self._readers[sid]
+        except KeyError:
+            pass
+        definition = self.schema_json(sid)
+        with self._lock:
+            if sid not in self._readers:
+                self._readers[sid] = cavro.Schema(definition, options=_CAVRO_OPTIONS)
+            return self._readers[sid]
 
     def schema_json(self, sid: int) -> str:
         """The fully resolved schema as JSON text, as a schema registry would serve it."""
