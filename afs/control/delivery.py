@@ -53,16 +53,17 @@ def visit_of(record: Mapping[str, Any]) -> int:
 
 
 def _reserve(db: Database, session: Session, wanted: Mapping[tuple[int, int], int]) -> dict[tuple[int, int], int]:
-    """Add each (user, visit) count to its counter atomically; the totals after this batch's addition."""
+    """Add each (user, visit) count to its counter atomically; the totals after this batch's addition.
+    Rows go as executemany parameters, so the statement is compiled once, not once per batch and size."""
     table = UserVisit.__table__
     now = utcnow()
-    statement = db.insert(table).values([{"user_id": u, "visit": v, "matched": n, "updated_at": now}
-                                         for (u, v), n in sorted(wanted.items())])
+    statement = db.insert(table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.user_id, table.c.visit],
         set_={"matched": table.c.matched + statement.excluded.matched, "updated_at": statement.excluded.updated_at},
     ).returning(table.c.user_id, table.c.visit, table.c.matched)
-    return {(u, v): total for u, v, total in session.execute(statement)}
+    rows = [{"user_id": u, "visit": v, "matched": n, "updated_at": now} for (u, v), n in sorted(wanted.items())]
+    return {(u, v): total for u, v, total in session.execute(statement, rows)}
 
 
 def apply_caps(db: Database, session: Session, owners: Mapping[str, Owner], matches: Mapping[str, Matches],
@@ -112,13 +113,14 @@ def _record_visits(db: Database, session: Session, owners: Mapping[str, Owner],
                    per_visit: Mapping[tuple[str, int], list[int]]) -> None:
     table = FilterVisit.__table__
     now = utcnow()
-    statement = db.insert(table).values([
-        {"filter_id": fid, "visit": visit, "owner_id": owners[fid].id, "matched": m, "delivered": d, "withheld": w,
-         "updated_at": now} for (fid, visit), (m, d, w) in sorted(per_visit.items())])
-    session.execute(statement.on_conflict_do_update(
+    statement = db.insert(table)
+    statement = statement.on_conflict_do_update(
         index_elements=[table.c.filter_id, table.c.visit],
         set_={name: table.c[name] + statement.excluded[name] for name in ("matched", "delivered", "withheld")}
-        | {"updated_at": statement.excluded.updated_at}))
+        | {"updated_at": statement.excluded.updated_at})
+    session.execute(statement, [
+        {"filter_id": fid, "visit": visit, "owner_id": owners[fid].id, "matched": m, "delivered": d, "withheld": w,
+         "updated_at": now} for (fid, visit), (m, d, w) in sorted(per_visit.items())])
 
 
 _COUNTERS = ("alerts_seen", "matched", "delivered", "withheld", "errors", "timeouts", "kills", "cpu_seconds")
