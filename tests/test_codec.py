@@ -155,7 +155,9 @@ class _Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def registry_url() -> Iterator[str]:
-    _Registry.schemas = {5501: STORE.schema_json(1101)}
+    broken = json.loads(STORE.schema_json(1101))
+    broken["fields"].append(broken["fields"][0])  # diaSourceId twice: fastavro parses it, Avro forbids it
+    _Registry.schemas = {5501: STORE.schema_json(1101), 5503: json.dumps(broken)}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -170,3 +172,6 @@ def test_unknown_id_is_fetched_from_a_confluent_registry(registry_url: str) -> N
     with pytest.raises(AlertDecodeError) as info:
         codec.decode(HEADER.pack(0, 5502) + GOOD[5:])
     assert info.value.reason == "unknown-schema" and "5502" in str(info.value)
+    with pytest.raises(AlertDecodeError) as info:
+        codec.decode(HEADER.pack(0, 5503) + GOOD[5:])
+    assert info.value.reason == "unknown-schema" and "Duplicate field name" in str(info.value)

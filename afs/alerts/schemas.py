@@ -87,7 +87,10 @@ class SchemaStore:
         definition = self.schema_json(sid)
         with self._lock:
             if sid not in self._readers:
-                self._readers[sid] = cavro.Schema(definition, options=_CAVRO_OPTIONS)
+                try:
+                    self._readers[sid] = cavro.Schema(definition, options=_CAVRO_OPTIONS)
+                except Exception as exc:  # a registry's schema that breaks Avro's rules (e.g. a field twice)
+                    raise UnknownSchemaError(f"schema id {sid} is not a valid Avro schema: {exc}") from None
             return self._readers[sid]
 
     def schema_json(self, sid: int) -> str:
