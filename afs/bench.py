@@ -188,10 +188,15 @@ def encode_visits(case: StreamCase, codec: AlertCodec) -> tuple[list[list[Messag
 
     visits, history = [], []
     for _, alerts in simulate_visits(case.visits, case.alerts, case.seed):
-        visits.append([(str(a["diaSourceId"]).encode(), codec.encode(a)) for a in alerts])
+        visits.append(_messages(codec, alerts))
         history.append(tuple(statistics.fmean(len(a[key] or ()) for a in alerts)
                              for key in ("prvDiaSources", "prvDiaForcedSources")))
     return visits, history
+
+
+def _messages(codec: AlertCodec, alerts: list[dict]) -> list[Message]:
+    """Alerts as (key, message) pairs, keyed by diaSourceId as Rubin's producer keys them."""
+    return [(str(a["diaSourceId"]).encode(), codec.encode(a)) for a in alerts]
 
 
 async def _produce(producer, topic: str, messages: list[Message]) -> dict[int, int]:  # noqa: ANN001
@@ -264,8 +269,7 @@ async def _warm_up(settings: Settings, producer, consumer, outputs: Outputs,  # 
     codec = AlertCodec(max_bytes=settings.max_alert_bytes)
     everything = set(range(settings.alerts_partitions))
     for n in range(rounds):
-        messages = [(str(a["diaSourceId"]).encode(), codec.encode(a))
-                    for a in simulate_visit(1 + n, 40, seed + 1000, cutouts=False)]
+        messages = _messages(codec, simulate_visit(1 + n, 40, seed + 1000, cutouts=False))
         until = outputs.accounted + len(messages)
         await _produce(producer, settings.alerts_topic, messages)
         await collect(consumer, settings, outputs, until, workers[0][0], timeout_s=120)
