@@ -51,8 +51,11 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def afs(*args: str, env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
+    """Start an `afs` command as from a terminal: with Ctrl-C's default disposition, even when this test
+    run was launched in the background with SIGINT ignored (an ignored signal stays ignored across exec)."""
     return subprocess.Popen([sys.executable, "-m", "afs.cli", *args], cwd=REPO, env=os.environ | env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def test_broker_command_serves_the_service_topics_until_interrupted() -> None:
