@@ -31,7 +31,7 @@ def test_bench_stream_with_two_workers_prints_history_rates_latencies_and_the_ra
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     history = next(line for line in lines if line.startswith("simulated 2 x 150 alerts"))
-    assert len(history.split("prvDiaForcedSources): ")[1].split(", ")) == 2
+    assert len(history.split("prvDiaForcedSources): ")[1].split(", ")) == 2 and "already in the mirror" in history
     assert any(line.startswith("12 filters (") and line.endswith("2 worker processes") for line in lines)
     visit_rows = [line.split() for line in lines if line.strip()[:1].isdigit() and "s" in line]
     assert [row[0] for row in visit_rows if row[1] == "150"] == ["1", "2"]
