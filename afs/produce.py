@@ -41,8 +41,13 @@ def encode_visit(codec: AlertCodec, alerts: Iterable[dict], malformed_rate: floa
     return out
 
 
+RUBIN_COMPRESSION = "snappy"  # compression.type of Rubin's alert topic (DESIGN.md §2)
+
+
 def producer_for(settings: Settings) -> AIOKafkaProducer:
+    """A producer that sends alerts as Rubin's does: batched and snappy-compressed."""
     return AIOKafkaProducer(**settings.kafka_client_kwargs(), acks="all", linger_ms=5,
+                            compression_type=RUBIN_COMPRESSION,
                             max_batch_size=settings.produce_batch_bytes,
                             max_request_size=2 * settings.max_alert_bytes + 1024)
 

@@ -1,4 +1,5 @@
-"""One simulated visit through the embedded broker and a real `afs worker` process.
+"""One simulated visit through the embedded broker and a real `afs worker` process, produced as Rubin
+produces it (batched, snappy-compressed: the worker has to decompress what it consumes).
 
 Checks, from the outside: every good alert has exactly one lightweight packet and one archived
 packet; every malformed message is dead-lettered with its reason; each filter topic holds exactly
