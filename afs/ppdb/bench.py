@@ -1,9 +1,11 @@
 """PPDB mirror benchmark: ``python -m afs.ppdb.bench [--sources 10000000]``.
 
-Builds a mirror of generated DiaSource rows (and the DiaObject version each detection makes) and prints:
-ingest rows/s, a 10,000-alert visit through the stream worker's call, object history and cone search
-p50/p99, prefetch for a 10,000-alert visit against per-alert queries in the same run, and the single-writer
-design measured: the same lookups through the owner's Flight server, idle and while it ingests.
+Builds a mirror of generated DiaSource rows (with the DiaObject version and the forced source each detection makes)
+and prints: ingest rows/s, a stored visit replayed with its objects' histories at half and at full size (the steady
+state of the stream worker's call: its cost must not grow with the mirror), a 10,000-alert visit of simulated
+alerts through the same call, object history and cone search p50/p99, prefetch for a 10,000-alert visit against
+per-alert queries in the same run, and the single-writer design measured: the same lookups through the owner's
+Flight server, idle and while it ingests.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,13 @@ import numpy as np
 import pyarrow as pa
 
 from afs.alerts.simulate import BLOB, DEFAULT_FIRST_VISIT, simulate_visits
-from afs.ppdb.mirror import Mirror
+from afs.ppdb.mirror import IngestReport, Mirror
 from afs.ppdb.needs import validate_needs
 from afs.ppdb.service import MirrorClient
 from afs.ppdb.synthetic import Survey
 
 CHUNK_VISITS = 10  # visits per bulk append (100,000 rows)
+REPLAY_BATCH = 1000  # the stream worker's batch size
 NEEDS = {  # three filters' declared needs, as a visit's prefetch would merge them
     "history": validate_needs({"history": {}}),
     "neighbours": validate_needs({"neighbours": {"radius_arcsec": 5}, "history": {"days": 30}}),
@@ -51,27 +55,70 @@ def timed(calls: list[Callable[[], Any]]) -> list[float]:
 
 
 def build(mirror: Mirror, survey: Survey) -> None:
-    sources = objects = 0
-    source_s = object_s = generate_s = 0.0
+    """Stores the survey; halfway and at the end, replays a stored visit as the stream worker would."""
+    inserted: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    generate_s = 0.0
     started = time.perf_counter()
+    replays = []
     for first in range(0, survey.n_visits, CHUNK_VISITS):
         t = time.perf_counter()
-        chunk = [survey.visit(v) for v in range(first, min(first + CHUNK_VISITS, survey.n_visits))]
+        end = min(first + CHUNK_VISITS, survey.n_visits)
+        chunk = [survey.visit(v) for v in range(first, end)]
         src, obj = pa.concat_tables([c[0] for c in chunk]), pa.concat_tables([c[1] for c in chunk])
         generate_s += time.perf_counter() - t
-        report = mirror.ingest_tables({"DiaSource": src})
-        sources += report.inserted["DiaSource"]
-        source_s += report.seconds
-        report = mirror.ingest_tables({"DiaObject": obj})
-        objects += report.inserted["DiaObject"]
-        object_s += report.seconds
+        for name, data in (("DiaSource", src), ("DiaObject", obj), ("DiaForcedSource", forced(src))):
+            report = mirror.ingest_tables({name: data})
+            inserted[name] += report.inserted[name]
+            seconds[name] += report.seconds
         if first // CHUNK_VISITS % 20 == 0:
-            print(f"  {sources:>11,} DiaSource rows  {time.perf_counter() - started:6.0f} s", flush=True)
-    print(f"ingest DiaSource      {sources:>11,} rows  {sources / source_s:>9,.0f} rows/s "
-          f"({CHUNK_VISITS * survey.sources_per_visit:,}-row appends, 3 ART indexes)")
-    print(f"ingest DiaObject      {objects:>11,} rows  {objects / object_s:>9,.0f} rows/s "
-          "(versions, with the DiaObjectLast upsert)")
+            print(f"  {inserted['DiaSource']:>11,} DiaSource rows  {time.perf_counter() - started:6.0f} s", flush=True)
+        if end >= survey.n_visits // 2 and not replays:
+            replays.append(replay(mirror, survey, end - 1))
+        if end == survey.n_visits:
+            replays.append(replay(mirror, survey, end - 1))
+    notes = {"DiaSource": f"({CHUNK_VISITS * survey.sources_per_visit:,}-row appends, 3 ART indexes)",
+             "DiaObject": "(versions, with the DiaObjectLast upsert)", "DiaForcedSource": "(one per detection)"}
+    for name, note in notes.items():
+        print(f"ingest {name:<15} {inserted[name]:>11,} rows  {inserted[name] / seconds[name]:>9,.0f} rows/s {note}")
     print(f"  (generating them took {generate_s:.0f} s, not counted)")
+    (half, half_rows, half_s), (full, full_rows, full_s) = replays  # later visits carry longer histories: per row
+    print(f"replay at {half:>11,} DiaSource rows  {half_s:5.2f} s per {survey.sources_per_visit:,}-alert visit "
+          f"({1e6 * half_s / half_rows:.1f} us per row held); at {full:,}: {full_s:5.2f} s "
+          f"({1e6 * full_s / full_rows:.1f} us); {full_s / full_rows / (half_s / half_rows):.2f}x per row "
+          f"for {full / half:.1f}x the rows stored")
+
+
+def forced(source: pa.Table) -> pa.Table:
+    """Forced photometry at each detection: the DiaForcedSource rows of the build."""
+    columns = ["diaObjectId", "visit", "detector", "ra", "dec", "midpointMjdTai", "band", "psfFlux",
+               "psfFluxErr", "timeProcessedMjdTai"]
+    return source.select(columns).append_column("diaForcedSourceId", source.column("diaSourceId"))
+
+
+def replay(mirror: Mirror, survey: Survey, visit: int) -> tuple[int, int, float]:
+    """A stored visit's alerts again, each with its object's stored history, in the worker's 1,000-alert
+    batches: every row is already held, so this times the mirror's known-key check at its current size.
+    Returns (DiaSource rows stored, rows the alerts held, seconds)."""
+    source, obj = survey.visit(visit)
+    mjd = survey.visit_time(visit)[1]
+    histories: dict[tuple[int, str], list[dict]] = {}
+    with mirror.reader() as con:
+        con.register("objects", source.select(["diaObjectId"]))
+        for table, field in (("DiaSource", "prvDiaSources"), ("DiaForcedSource", "prvDiaForcedSources")):
+            history = con.sql(f'SELECT * FROM "{table}" WHERE "midpointMjdTai" < {mjd} '
+                              'AND "diaObjectId" IN (SELECT "diaObjectId" FROM objects)')
+            for row in history.to_arrow_table().to_pylist():
+                histories.setdefault((row["diaObjectId"], field), []).append(row)
+        stored = con.sql('SELECT count(*) FROM "DiaSource"').fetchall()[0][0]
+    alerts = [{"diaSource": s, "diaObject": o, "prvDiaSources": histories.get((s["diaObjectId"], "prvDiaSources")),
+               "prvDiaForcedSources": histories.get((s["diaObjectId"], "prvDiaForcedSources"))}
+              for s, o in zip(source.to_pylist(), obj.to_pylist())]
+    total = IngestReport()
+    for start in range(0, len(alerts), REPLAY_BATCH):
+        total.add(mirror.ingest_alerts(alerts[start:start + REPLAY_BATCH]))
+    assert not sum(total.inserted.values()), "a replayed visit added rows"
+    return stored, sum(total.known.values()), total.seconds
 
 
 def alert_path(mirror: Mirror, n_alerts: int) -> None:

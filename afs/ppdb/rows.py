@@ -2,8 +2,8 @@
 
 An alert repeats its object's history: in steady state ~95% of its prvDiaSources and prvDiaForcedSources are
 already in the mirror. Converting Python dicts to Arrow is the expensive step, so rows are first collapsed
-by primary key, the keys the mirror already holds are dropped (one semi-join per table), and only the
-remaining rows are converted. Inserts stay ``INSERT OR IGNORE``, so skipping is an optimisation only.
+by primary key, the keys the mirror already holds are dropped (one lookup per table, Mirror.known_keys), and
+only the remaining rows are converted. Inserts stay ``INSERT OR IGNORE``, so skipping is an optimisation only.
 """
 
 from __future__ import annotations

@@ -69,6 +69,26 @@ def test_inserts_are_idempotent_even_without_the_known_key_shortcut(mirror: Mirr
     assert snapshot(mirror) == before
 
 
+@pytest.mark.parametrize("share", [0.0, 1e9], ids=["scan", "index"])
+def test_known_keys_match_whole_keys(mirror: Mirror, visits: list[list[dict]], share: float,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scanned or looked up by the key's first column (diaObjectId here): a stored object with another visit or
+    detector is not a known row, nor is an unseen object."""
+    from afs.ppdb import mirror as mirror_module, rows
+
+    monkeypatch.setattr(mirror_module, "INDEX_SCAN_SHARE", share)
+    table = load().tables["DiaForcedSource"]
+    mirror.ingest_alerts(visits[0])
+    with mirror.reader() as con:
+        (obj, visit, detector), = con.sql('SELECT "diaObjectId", visit, detector FROM "DiaForcedSource" '
+                                          'LIMIT 1').fetchall()
+    asked = [(obj, visit, detector), (obj, visit + 10**6, detector), (obj, visit, detector + 1),
+             (obj + 10**12, visit, detector)]
+    known = mirror.known_keys("DiaForcedSource", rows.keys_table(table, asked))
+    assert rows.key_set(table, known) == {(obj, visit, detector)}
+    assert mirror.known_keys("DiaForcedSource", rows.keys_table(table, [])).num_rows == 0
+
+
 def test_diaobject_versions_and_the_latest_view(mirror: Mirror, visits: list[list[dict]]) -> None:
     first = visits[0][0]["diaObject"]
     versions = [dict(first, validityStartMjdTai=first["validityStartMjdTai"] + dt, nDiaSources=n)
