@@ -45,8 +45,8 @@ LOAD_BATCH_ROWS = 200_000
 # ingest); at 1 GB it is about once an hour of Rubin visits (reads then took at most ~40 ms during ingest).
 CHECKPOINT_THRESHOLD = "1GB"
 # Known-key checks look keys up in an ART index when they are fewer than this share of the table's rows, else
-# scan its key columns: a lookup costs ~3 us, a scan 2.5-10 ns per stored row (measured at 3-50 M rows). It is
-# DuckDB's own threshold (index_scan_percentage) for the same choice.
+# scan its key columns: a lookup costs 3-30 us per row fetched, a scan 1-10 ns per stored row (measured at
+# 3-50 M rows). It is DuckDB's own threshold (index_scan_percentage) for the same choice.
 INDEX_SCAN_SHARE = 0.001
 
 
