@@ -283,12 +283,14 @@ def run_bulk(settings: Settings, db: Database, quotas: QuotaEngine, job_id: str)
                         break
         finally:
             writer.close()
-        _progress(db, job_id, status="done", finished_at=utcnow())
+        ended: dict[str, Any] = {"status": "done"}
     except Exception as error:
         log.exception("bulk job %s failed", job_id)
-        _progress(db, job_id, status="failed", error=str(error), finished_at=utcnow())
-    with db.transaction() as session:
+        ended = {"status": "failed", "error": str(error)}
+    with db.transaction() as session:  # one commit: a job seen done already shows what it charged
         session.execute(update(BulkJob).where(BulkJob.job_id == job_id).values(charged=charged, stopped=stopped))
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow(), finished_at=utcnow(),
+                                                                   **ended))
 
 
 class JobRunner:

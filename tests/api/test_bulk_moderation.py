@@ -5,14 +5,20 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from afs.alerts.codec import AlertCodec
 from afs.alerts.simulate import simulate_visit
 from afs.archive import AlertArchive
+from afs.control.db import Database
 from afs.control.filters import active_versions
+from afs.control.models import BulkJob, Job
 
 EVERYTHING = 'def filter(alert):\n    return True\n'
 RANGE = {"start": "2020-01-01T00:00:00Z", "end": "2040-01-01T00:00:00Z"}
@@ -55,6 +61,27 @@ def test_bulk_tar_stops_at_the_daily_quota_and_is_reported(api) -> None:
     assert report.status_code == 200
     assert [(r["kind"], r["amount"]) for r in report.json()] == [("alerts", 7)]
     assert api.client.get("/v1/admin/usage", headers=alice).status_code == 403
+
+
+def test_a_bulk_job_is_never_seen_done_before_its_charge(api, monkeypatch) -> None:  # noqa: ANN001
+    """Status and charge commit together, so a client polling the job never reads "done" with 0 charged."""
+    archive_visit(api.settings, 5)
+    alice = api.user("alice")
+    filter_id = api.upload(alice, EVERYTHING)["filter"]["id"]
+    seen: list[tuple[str, int]] = []
+    transaction = Database.transaction
+
+    @contextmanager
+    def watched(db: Database) -> Iterator[Session]:
+        with transaction(db) as session:
+            yield session
+        with db.sessions() as session:
+            seen.extend(tuple(row) for row in session.execute(select(Job.status, BulkJob.charged).join(BulkJob)))
+
+    monkeypatch.setattr(Database, "transaction", watched)
+    job = finished(api, alice, api.client.post(f"/v1/filters/{filter_id}/bulk", headers=alice, json=RANGE).json()["id"])
+    assert job["status"] == "done" and job["charged"] == 5
+    assert ("done", 5) in seen and all(charged == 5 for status, charged in seen if status == "done")
 
 
 def test_bulk_parquet_holds_every_match_decoded(api) -> None:
