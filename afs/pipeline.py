@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from sandbox import FilterOutcome
+from sandbox import BatchResult, FilterOutcome
 
 from afs.alerts import lightweight
 from afs.alerts.codec import AlertCodec, AlertDecodeError, DecodedAlert
@@ -105,12 +105,14 @@ def cpu_timed(cpu: Counter[str], stage: str, function: Callable[..., T], *args: 
 
 @dataclass
 class Decoded:
-    """A batch after decoding: its alerts in order, what could not be decoded and why, the CPU it took."""
+    """A batch after decoding: its alerts in order, what could not be decoded and why, the CPU it took;
+    once its matches are settled against the caps, what the filters found and what may be published."""
 
     messages: Sequence[InMessage]
     alerts: list[tuple[InMessage, DecodedAlert]] = field(default_factory=list)
     undecodable: list[tuple[InMessage, AlertDecodeError]] = field(default_factory=list)
     cpu: Counter[str] = field(default_factory=Counter)
+    settled: tuple[dict[str, FilterOutcome], Settlement] | None = None
 
 
 def dead_letter_headers(error: AlertDecodeError, message: InMessage) -> Headers:
@@ -145,6 +147,15 @@ class AlertPipeline:
         finally:
             cpu["publish"] += time.thread_time() - started
 
+    async def _settle(self, cpu: Counter[str], result: BatchResult | None,
+                      decoded: Sequence[tuple[InMessage, DecodedAlert]]) -> tuple[dict[str, FilterOutcome], Settlement]:
+        """The filters' outcomes and what the per-visit caps let through, recorded in the control plane."""
+        if result is None:
+            return {}, Settlement()
+        cpu["filters"] += sum(outcome.cpu_seconds for outcome in result.outcomes.values())  # in the sandbox
+        visits = [visit_of(alert.record) for _, alert in decoded]
+        return result.outcomes, await asyncio.to_thread(self.ledger.settle, result.outcomes, visits)
+
     def decode(self, messages: Sequence[InMessage]) -> Decoded:
         """Phase one, pure CPU and no output: the worker runs it for the next batch while the previous one
         completes (its outputs and their acknowledgements are mostly waiting on threads and the broker)."""
@@ -157,7 +168,9 @@ class AlertPipeline:
         return batch
 
     async def complete(self, batch: Decoded) -> BatchReport:
-        """Phase two: every output of the batch, acknowledged. Safe to call again for a batch that failed."""
+        """Phase two: every output of the batch, acknowledged. Safe to call again for a batch that failed:
+        archive and mirror are idempotent, and filters and caps run once per batch (settling twice would
+        spend the owners' per-visit caps twice and withhold matches), so a retry republishes what was settled."""
         started = time.perf_counter()
         report = BatchReport()
         pending: list[Awaitable[Any]] = []
@@ -180,12 +193,14 @@ class AlertPipeline:
                                      [(a.dia_source_id, m.value) for m, a in decoded])
         mirrored = asyncio.to_thread(cpu_timed, cpu, "mirror", self.mirror.ingest_alerts, records) \
             if self.mirror and records else asyncio.sleep(0, None)
-        filtered = asyncio.to_thread(cpu_timed, cpu, "filters", self.engine.run, records)
+        filtered = asyncio.to_thread(cpu_timed, cpu, "filters", self.engine.run, records) \
+            if batch.settled is None else asyncio.sleep(0, None)
         _, ingested, result = await asyncio.gather(archived, mirrored, filtered)
         if ingested is not None:
             report.ppdb_rows = sum(ingested.inserted.values())
-        if result is not None:  # the filters' own CPU, in the sandbox processes
-            cpu["filters"] += sum(outcome.cpu_seconds for outcome in result.outcomes.values())
+        if batch.settled is None:
+            batch.settled = await self._settle(cpu, result, decoded)
+        outcomes, settlement = batch.settled
 
         # Lightweight packets only after the archive holds the packet their URI points to.
         base_url = self.settings.public_base_url
@@ -194,9 +209,6 @@ class AlertPipeline:
             pending.append(await self._send(cpu, self.settings.lightweight_topic, packet,
                                             str(alert.dia_source_id).encode(), []))
 
-        outcomes = result.outcomes if result else {}
-        visits = [visit_of(alert.record) for _, alert in decoded]
-        settlement = await asyncio.to_thread(self.ledger.settle, outcomes, visits) if outcomes else Settlement()
         for filter_id, outcome in outcomes.items():
             topic = self.settings.filter_topic(filter_id)
             for index, score in settlement.delivered.get(filter_id, ()):
