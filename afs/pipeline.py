@@ -23,7 +23,7 @@ from afs.alerts import lightweight
 from afs.alerts.codec import AlertCodec, AlertDecodeError, DecodedAlert
 from afs.archive import AlertArchive
 from afs.config import Settings
-from afs.control.delivery import Settlement, visit_of
+from afs.control.delivery import Position, Settlement, visit_of
 from afs.filtering import FilterEngine
 from afs.ppdb.mirror import IngestReport
 
@@ -50,8 +50,10 @@ class MirrorWriter(Protocol):
 class MatchLedger(Protocol):
     """The control plane as the pipeline sees it (afs.control.live.LiveFilters)."""
 
-    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int]) -> Settlement:
-        """Blocking: which matches may be published under the per-visit caps; records the batch's stats."""
+    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int],
+               positions: Sequence[Position]) -> Settlement:
+        """Blocking: which matches may be published under the per-visit caps; records the batch's stats.
+        ``positions`` (topic, partition, offset) tell a replay of already settled alerts from new ones."""
         ...
 
 
@@ -154,7 +156,8 @@ class AlertPipeline:
             return {}, Settlement()
         cpu["filters"] += sum(outcome.cpu_seconds for outcome in result.outcomes.values())  # in the sandbox
         visits = [visit_of(alert.record) for _, alert in decoded]
-        return result.outcomes, await asyncio.to_thread(self.ledger.settle, result.outcomes, visits)
+        positions = [(message.topic, message.partition, message.offset) for message, _ in decoded]
+        return result.outcomes, await asyncio.to_thread(self.ledger.settle, result.outcomes, visits, positions)
 
     def decode(self, messages: Sequence[InMessage]) -> Decoded:
         """Phase one, pure CPU and no output: the worker runs it for the next batch while the previous one
@@ -170,7 +173,8 @@ class AlertPipeline:
     async def complete(self, batch: Decoded) -> BatchReport:
         """Phase two: every output of the batch, acknowledged. Safe to call again for a batch that failed:
         archive and mirror are idempotent, and filters and caps run once per batch (settling twice would
-        spend the owners' per-visit caps twice and withhold matches), so a retry republishes what was settled."""
+        spend the owners' per-visit caps twice and withhold matches), so a retry republishes what was settled.
+        A replay from the log by another worker is recognised by the ledger from the alerts' offsets."""
         started = time.perf_counter()
         report = BatchReport()
         pending: list[Awaitable[Any]] = []
@@ -209,14 +213,15 @@ class AlertPipeline:
             pending.append(await self._send(cpu, self.settings.lightweight_topic, packet,
                                             str(alert.dia_source_id).encode(), []))
 
-        for filter_id, outcome in outcomes.items():
+        for filter_id, found in settlement.delivered.items():
             topic = self.settings.filter_topic(filter_id)
-            for index, score in settlement.delivered.get(filter_id, ()):
+            for index, score in found:
                 message, alert = decoded[index]
                 headers = [("afs-filter-id", filter_id.encode()), ("afs-score", repr(score).encode()),
                            ("afs-schema-id", str(alert.schema_id).encode())]
                 pending.append(await self._send(cpu, topic, message.value, str(alert.dia_source_id).encode(),
                                                 headers))
+        for filter_id, outcome in outcomes.items():
             report.matches[filter_id] += len(outcome.matches)
             report.withheld[filter_id] += settlement.withheld[filter_id]
             if outcome.errors or outcome.timeouts or outcome.kills:

@@ -33,7 +33,7 @@ from afs.archive import AlertArchive
 from afs.broker import ensure_topics, service_topics
 from afs.config import Settings
 from afs.control.db import Database
-from afs.control.delivery import Settlement
+from afs.control.delivery import Position, Settlement
 from afs.control.filters import sync_predefined
 from afs.control.live import LiveFilters
 from afs.filtering import FilterEngine, sandbox_limits
@@ -76,8 +76,9 @@ class MeteredLedger:
     def __init__(self, live: LiveFilters) -> None:
         self.live = live
 
-    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int]) -> Settlement:
-        settlement = self.live.settle(outcomes, visits)
+    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int],
+               positions: Sequence[Position]) -> Settlement:
+        settlement = self.live.settle(outcomes, visits, positions)
         record_filters(outcomes, settlement)
         return settlement
 

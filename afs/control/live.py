@@ -18,7 +18,7 @@ from sandbox import FilterOutcome, FilterSpec
 from afs.broker import ensure_topics
 from afs.config import Settings
 from afs.control.db import Database
-from afs.control.delivery import Owner, Settlement, prune_visits, record_rejections, settle
+from afs.control.delivery import Owner, Position, Settlement, prune_visits, record_rejections, settle
 from afs.control.filters import ActiveVersion, active_versions
 from afs.filtering import FilterEngine
 
@@ -86,8 +86,9 @@ class LiveFilters:
                 except Exception:  # the database or broker away: keep running what we have, try again
                     log.exception("could not reload the active filters; keeping the current set")
 
-    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int]) -> Settlement:
+    def settle(self, outcomes: Mapping[str, FilterOutcome], visits: Sequence[int],
+               positions: Sequence[Position]) -> Settlement:
         """Blocking (call from a thread): caps and stats for one batch."""
-        settlement = settle(self.db, self._owners, outcomes, visits, self._disabled)
+        settlement = settle(self.db, self._owners, outcomes, visits, self._disabled, positions)
         self._disabled |= {fid for fid, o in outcomes.items() if o.disabled}
         return settlement

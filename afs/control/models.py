@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        event)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -155,6 +156,25 @@ class UserVisit(Base):
     visit: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     matched: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SettledOffsets(Base):
+    """One batch's alerts on one partition whose matches were settled against the caps. A replay of those
+    offsets (a worker crashed, or the partition moved, before its offsets were committed) publishes the
+    grants recorded here instead of spending the caps again. Two workers settling a batch from the same
+    offset collide on the key; the loser's retry finds the batch settled."""
+
+    __tablename__ = "settled_offsets"
+    __table_args__ = (Index("ix_settled_offsets_last", "topic", "partition", "last_offset"),)  # a replay's lookup
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    last_offset: Mapped[int] = mapped_column(BigInteger)
+    # offset -> [[filter id, score], ...]: the capped owners' delivered matches (bounded by their caps); an
+    # uncapped owner's matches are all delivered, so a replay takes them from the filters run again
+    grants: Mapped[dict[str, list[list[Any]]]] = mapped_column(JSON)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class Job(Base):

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 from sandbox import FilterOutcome, compile_filter
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from afs.control.db import Database
 from afs.control.delivery import Owner, settle
 from afs.control.filters import active_versions, activate, create_filter, stats_of
-from afs.control.models import Filter, User
+from afs.control.models import Filter, User, UserVisit
 from afs.control.users import create_user
 
 SOURCE = 'def filter(alert):\n    return alert["diaSourceId"] % 40 == 0\n'
@@ -100,6 +102,60 @@ def test_concurrent_workers_never_deliver_more_than_the_cap(db: Database) -> Non
     with db.sessions() as session:
         stats = stats_of(session, session.get(Filter, a))
     assert (stats["matched"], stats["delivered"], stats["withheld"]) == (48, 20, 28)
+
+
+def log_at(partition: int, *offsets: int) -> list[tuple[str, int, int]]:
+    return [("lsst-alerts-v11", partition, offset) for offset in offsets]
+
+
+def test_a_replayed_batch_spends_no_cap_and_gets_what_was_granted(db: Database) -> None:
+    """A worker died after settling offsets 0-7; their replay, cut into other batches, neither spends the
+    cap nor counts in the stats again, and gets the same grants; new alerts after them settle as usual."""
+    (a,), capped = make_filters(db, "alice", 1, cap=3)
+    (u,), uncapped = make_filters(db, "rubin", 1, cap=0)
+    owners = {a: capped, u: uncapped}
+    first = settle(db, owners, {a: matches(*range(8)), u: matches(1, 6)}, [5] * 8, set(), log_at(0, *range(8)))
+    assert first.delivered == {a: [(0, 1.0), (1, 1.0), (2, 1.0)], u: [(1, 1.0), (6, 1.0)]}
+    assert first.withheld == {a: 5}
+
+    again = settle(db, owners, {a: matches(*range(5)), u: matches(1)}, [5] * 5, set(), log_at(0, *range(5)))
+    assert again.delivered == {a: [(0, 1.0), (1, 1.0), (2, 1.0)], u: [(1, 1.0)]} and not again.withheld
+    rest = settle(db, owners, {a: matches(*range(5)), u: matches(1, 4)}, [5] * 5, set(), log_at(0, *range(5, 10)))
+    assert rest.delivered == {u: [(1, 1.0), (4, 1.0)]} and rest.withheld == {a: 2}  # offsets 8, 9 are new
+    elsewhere = settle(db, owners, {a: matches(0)}, [5], set(), log_at(1, 0))  # same offset, other partition
+    assert elsewhere.withheld == {a: 1}
+    with db.sessions() as session:
+        stats = stats_of(session, session.get(Filter, a))
+        assert session.scalar(select(UserVisit.matched).where(UserVisit.user_id == capped.id)) == 11
+    assert (stats["alerts_seen"], stats["matched"], stats["delivered"], stats["withheld"]) == (11, 11, 3, 8)
+
+
+def test_two_workers_settling_the_same_batch_spend_the_cap_once(db: Database) -> None:
+    """After a rebalance the old and the new owner of a partition can settle the same batch at once: one
+    commits, the other's insert collides, and its retry is a replay."""
+    (a,), owner = make_filters(db, "alice", 1, cap=3)
+    barrier = threading.Barrier(2)
+    results: list[dict[str, list[tuple[int, float]]]] = []
+    collisions: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        while True:
+            try:
+                results.append(settle(db, {a: owner}, {a: matches(*range(8))}, [9] * 8, set(), log_at(0, *range(8)))
+                               .delivered)
+                return
+            except DBAPIError as error:  # the key collision (PostgreSQL) or a lock timeout (SQLite): retry
+                collisions.append(type(error).__name__)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [{a: [(0, 1.0), (1, 1.0), (2, 1.0)]}] * 2
+    with db.sessions() as session:
+        assert session.scalar(select(UserVisit.matched).where(UserVisit.user_id == owner.id)) == 8
 
 
 def test_auto_disable_is_recorded_once_with_its_reason_and_alert(db: Database) -> None:

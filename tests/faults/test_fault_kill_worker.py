@@ -1,7 +1,8 @@
 """kill -9 the stream worker in the middle of a visit and start it again (a real `afs worker` against the
 embedded broker): every alert still gets its lightweight packet and its archived packet, every match is
 delivered, and the only duplicates are alerts whose offsets were not committed when the worker died, each
-published again with the same bytes under the same key (diaSourceId), so consumers can dedupe by key."""
+published again with the same bytes under the same key (diaSourceId), so consumers can dedupe by key; and
+the filters' stats count each alert once, however often it was processed."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import select
 
 from afs.alerts.simulate import simulate_visit
 from afs.archive import AlertArchive
 from afs.broker import EmbeddedBroker, free_port
 from afs.config import Settings
+from afs.control.db import Database
+from afs.control.models import FilterStats
 from afs.processes import worker_process
 from fault_helpers import (Reader, Seen, encode, expected_matches, filters_dir, log_has, produce, slow_filter, wait_for,
                            worker_settings)
@@ -83,5 +87,10 @@ def test_a_worker_killed_mid_visit_loses_nothing_and_duplicates_only_the_uncommi
         assert offset >= committed.get(partition, 0), f"{sid} at {partition}/{offset} was committed"
     for topic, by_id in seen.messages.items():  # a duplicate is the same message again: dedupe by key
         assert all(len(set(values)) == 1 for values in by_id.values()), topic
+    db = Database(settings.database_url)
+    with db.sessions() as session:  # the replayed alerts were settled before the kill: counted once
+        counted = {s.filter_id: (s.alerts_seen, s.matched) for s in session.scalars(select(FilterStats))}
+    db.close()
+    assert counted == {fid: (N_ALERTS, len(want)) for fid, want in expected.items()}
     print(f"\nkilled after {sum(committed.values())} committed of {N_ALERTS}; "
           f"{len(duplicated)} alerts published twice (the uncommitted batches)")
