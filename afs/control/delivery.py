@@ -181,7 +181,7 @@ def _republish(settlement: Settlement, owners: Mapping[str, Owner], outcomes: Ma
     """Add the replayed alerts' deliveries: what the caps granted them, and all of an uncapped owner's matches."""
     for index, grants in replayed.items():
         for fid, score in grants:
-            if fid in owners:
+            if fid in owners and owners[fid].cap:  # still active and capped (else below, or not at all)
                 settlement.delivered.setdefault(fid, []).append((index, score))
     for fid, outcome in outcomes.items():
         if owners[fid].cap == 0:

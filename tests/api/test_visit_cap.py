@@ -120,6 +120,9 @@ def test_a_replayed_batch_spends_no_cap_and_gets_what_was_granted(db: Database) 
 
     again = settle(db, owners, {a: matches(*range(5)), u: matches(1)}, [5] * 5, set(), log_at(0, *range(5)))
     assert again.delivered == {a: [(0, 1.0), (1, 1.0), (2, 1.0)], u: [(1, 1.0)]} and not again.withheld
+    lifted = {a: Owner(capped.id, capped.name, 0)}  # the cap lifted meanwhile: every match, each once
+    assert settle(db, lifted, {a: matches(0, 1)}, [5] * 2, set(), log_at(0, 0, 1)).delivered == {a: [(0, 1.0),
+                                                                                                    (1, 1.0)]}
     rest = settle(db, owners, {a: matches(*range(5)), u: matches(1, 4)}, [5] * 5, set(), log_at(0, *range(5, 10)))
     assert rest.delivered == {u: [(1, 1.0), (4, 1.0)]} and rest.withheld == {a: 2}  # offsets 8, 9 are new
     elsewhere = settle(db, owners, {a: matches(0)}, [5], set(), log_at(1, 0))  # same offset, other partition
