@@ -19,7 +19,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import faust
@@ -161,40 +162,39 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
 
     @app.agent(alerts)
     async def process(stream: faust.StreamT) -> None:
-        pipeline, live, owner = await build_pipeline(settings, FaustPublisher(app))
-        probes.live = live
-        health.update(sandbox="ok")  # the pool exists only once every sandbox worker reported ready
-        reloading = asyncio.create_task(live.keep_reloading())
-        completing: asyncio.Task[None] | None = None
-        try:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
-                for event in events:  # take_events acks on our next turn; ours is the last ack, once done
-                    event.message.incref()
-                batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
-                                   e.message.offset) for e in events]
-                decoded = await asyncio.to_thread(pipeline.decode, batch)  # while the previous batch completes
+        async with running_pipeline(settings, FaustPublisher(app)) as (pipeline, live):
+            probes.live = live
+            health.update(sandbox="ok")  # the pool exists only once every sandbox worker reported ready
+            reloading = asyncio.create_task(live.keep_reloading())
+            completing: asyncio.Task[None] | None = None
+            try:
+                async for events in stream.take_events(settings.batch_size, within=settings.batch_window_s):
+                    for event in events:  # take_events acks on our next turn; ours is the last ack, once done
+                        event.message.incref()
+                    batch = [InMessage(e.message.value, e.message.key, e.message.topic, e.message.partition,
+                                       e.message.offset) for e in events]
+                    decoded = await asyncio.to_thread(pipeline.decode, batch)  # while the previous one completes
+                    if completing is not None:
+                        await completing
+                    completing = asyncio.create_task(_complete(pipeline, live, decoded, events, health))
                 if completing is not None:
                     await completing
-                completing = asyncio.create_task(_complete(pipeline, live, decoded, events, health))
-            if completing is not None:
-                await completing
-        finally:
-            if completing is not None:
-                completing.cancel()
-            health.update(sandbox="stopped")
-            probes.live = None
-            reloading.cancel()
-            pipeline.engine.close()
-            pipeline.archive.close()
-            owner.close()
-            live.db.close()
+            finally:
+                if completing is not None:
+                    completing.cancel()
+                health.update(sandbox="stopped")
+                probes.live = None
+                reloading.cancel()
 
     return app
 
 
-async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[AlertPipeline, LiveFilters, Owner]:
+@asynccontextmanager
+async def running_pipeline(settings: Settings,
+                           publisher: Publisher) -> AsyncIterator[tuple[AlertPipeline, LiveFilters]]:
     """Open (or reach) the PPDB mirror, start the sandbox with the active filter versions (the predefined
-    ones synced from AFS_FILTERS_DIR first), make sure every output topic exists, wire it up."""
+    ones synced from AFS_FILTERS_DIR first), make sure every output topic exists, wire it up; on exit stop
+    the sandbox and close the archive, the mirror and the control-plane database."""
     db = await asyncio.to_thread(lambda: Database(settings.database_url).create_schema())
     await asyncio.to_thread(sync_predefined, db, settings.filters_dir)
     await ensure_topics(settings, service_topics(settings))
@@ -206,7 +206,13 @@ async def build_pipeline(settings: Settings, publisher: Publisher) -> tuple[Aler
              settings.ppdb_url or f"{settings.ppdb_path}, served at {settings.ppdb_listen_address()}")
     pipeline = AlertPipeline(settings, codec, AlertArchive(settings.archive_dir), live.engine, publisher,
                              MeteredLedger(live), owner.mirror)
-    return pipeline, live, owner
+    try:
+        yield pipeline, live
+    finally:
+        pipeline.engine.close()
+        pipeline.archive.close()
+        owner.close()
+        live.db.close()
 
 
 async def _complete(pipeline: AlertPipeline, live: LiveFilters, batch: Decoded, events: Sequence[faust.EventT],

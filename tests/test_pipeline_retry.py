@@ -27,7 +27,7 @@ from afs.control.users import create_user
 from afs.filtering import check_filter
 from afs.pipeline import AlertPipeline, Headers, InMessage
 from afs.produce import producer_for
-from afs.worker import build_pipeline
+from afs.worker import running_pipeline
 
 EVERYTHING = 'def filter(alert):\n    return True\n'
 CAP, ALERTS = 3, 8
@@ -76,15 +76,9 @@ def alert_log(settings: Settings, count: int) -> list[InMessage]:
 
 @asynccontextmanager
 async def worker(settings: Settings, publisher: CountingPublisher) -> AsyncIterator[AlertPipeline]:
-    """One worker's pipeline, as `afs worker` builds it; gone without a trace of its state when it exits."""
-    pipeline, live, owner = await build_pipeline(settings, publisher)
-    try:
+    """One worker's pipeline, as `afs worker` runs it; gone without a trace of its state when it exits."""
+    async with running_pipeline(settings, publisher) as (pipeline, _):
         yield pipeline
-    finally:
-        pipeline.engine.close()
-        pipeline.archive.close()
-        owner.close()
-        live.db.close()
 
 
 def counted(db: Database) -> tuple[int | None, tuple[int, int, int, int]]:
