@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sandbox import FilterSpec
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 from afs.alerts import lightweight
@@ -120,9 +120,14 @@ def claim_next(db: Database) -> str | None:
     return None
 
 
+def _job_update(job_id: str, **values: Any) -> Update:
+    """The job's row with new values and a fresh heartbeat."""
+    return update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow(), **values)
+
+
 def _progress(db: Database, job_id: str, **values: Any) -> None:
     with db.transaction() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow(), **values))
+        session.execute(_job_update(job_id, **values))
 
 
 def _row(alert: DecodedAlert, score: float, base_url: str) -> dict[str, Any]:
@@ -289,8 +294,7 @@ def run_bulk(settings: Settings, db: Database, quotas: QuotaEngine, job_id: str)
         ended = {"status": "failed", "error": str(error)}
     with db.transaction() as session:  # one commit: a job seen done already shows what it charged
         session.execute(update(BulkJob).where(BulkJob.job_id == job_id).values(charged=charged, stopped=stopped))
-        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow(), finished_at=utcnow(),
-                                                                   **ended))
+        session.execute(_job_update(job_id, finished_at=utcnow(), **ended))
 
 
 class JobRunner:
