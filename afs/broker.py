@@ -39,13 +39,15 @@ def port_open(host: str, port: int) -> bool:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on 127.0.0.1, started and stopped with this object."""
+    """A Tansu broker process on 127.0.0.1, started and stopped with this object. ``advertised_port``: the
+    port clients are told to connect to, when it is not ``port`` (a proxy in front of the broker)."""
 
     host = "127.0.0.1"
 
-    def __init__(self, port: int, log_file: Path | None = None) -> None:
+    def __init__(self, port: int, log_file: Path | None = None, advertised_port: int | None = None) -> None:
         self.port = port
         self.log_file = log_file
+        self.advertised_port = advertised_port or port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -66,7 +68,8 @@ class EmbeddedBroker:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_file, "ab")
         self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [tansu_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
              "--storage-engine", "memory://tansu/"],
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,

@@ -143,6 +143,7 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         producer_max_request_size=2 * settings.max_alert_bytes,
         producer_max_batch_size=settings.produce_batch_bytes,
         producer_acks=-1,
+        producer_request_timeout=settings.produce_timeout_s,
         stream_buffer_maxsize=4 * settings.batch_size,
         topic_allow_declare=False,
         topic_disable_leader=True,
