@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     # the broker pays per batch (measured on Tansu: 1 MiB batches halve its CPU per produced alert).
     produce_batch_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     schema_registry_url: str | None = None  # Confluent-compatible; consulted only for unknown ids
-    # A produce request the broker has not answered by then fails, and the worker retries its batch. faust's
-    # default is 20 minutes, during which a lost request or a half-dead connection silently stalls the stream.
+    # A produce request the broker has not answered by then is sent again on a new connection. faust's default
+    # is 20 minutes, during which a lost request or a half-dead connection silently stalls the stream.
     produce_timeout_s: float = Field(default=30.0, gt=0)
 
     # Worker.
