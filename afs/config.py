@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # Worker.
     batch_size: int = 1000
     batch_window_s: float = 0.5
+    # A batch still completing after this long makes the worker unready and is logged, each time it passes
+    # again: a stall (outputs never acknowledged, a hung database or disk) would otherwise look healthy.
+    batch_stuck_after_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = 20.0  # a stopping worker exits hard after this (at-least-once keeps it safe)
     worker_web_port: int | None = None  # None: no web server; else bound to 127.0.0.1
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics /healthz /readyz

@@ -3,7 +3,8 @@
 Offsets advance only after a batch's outputs are acknowledged: each message holds one extra reference,
 released when its batch completes (faust's own ack from ``take_events`` comes earlier), and a batch that
 fails for an infrastructure reason (broker, database or disk away) is retried with back-off instead of
-being skipped. Two batches are in flight: the next one decodes while the previous one completes.
+being skipped; one still completing after AFS_BATCH_STUCK_AFTER_S makes the worker unready, so a stall shows.
+Two batches are in flight: the next one decodes while the previous one completes.
 The active filter versions come from the control-plane database and are re-read between batches (afs.control.live).
 
 Operations (afs.metrics): with AFS_WORKER_METRICS_PORT set, the worker serves Prometheus ``/metrics``,
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.helpers import create_ssl_context
@@ -44,6 +45,7 @@ from afs.pipeline import AlertPipeline, Decoded, Headers, InMessage, Publisher
 from afs.ppdb.service import Owner, narrow_limits
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
 PROBE_INTERVAL_S = 5.0
 
@@ -225,7 +227,8 @@ async def _complete(pipeline: AlertPipeline, live: LiveFilters, batch: Decoded, 
     for attempt in range(10**9):
         try:
             async with live.lock:
-                report = await pipeline.complete(batch)
+                report = await _watched(pipeline.complete(batch), len(batch.messages), health,
+                                        pipeline.settings.batch_stuck_after_s)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -243,6 +246,22 @@ async def _complete(pipeline: AlertPipeline, live: LiveFilters, batch: Decoded, 
             record_batch(report.alerts, report.dead_letters, report.seconds, report.cpu)
             health.update(batches="ok")
             return
+
+
+async def _watched(completing: Awaitable[T], alerts: int, health: WorkerHealth, stuck_after_s: float) -> T:
+    """Await a batch's completion; while it takes longer than ``stuck_after_s``, say so in the log and in
+    /readyz, where a stuck batch would otherwise leave every check "ok"."""
+    task = asyncio.ensure_future(completing)
+    started = time.monotonic()
+    try:
+        while not (await asyncio.wait({task}, timeout=stuck_after_s))[0]:
+            waited = time.monotonic() - started
+            health.update(batches=f"a batch of {alerts} alerts still not complete after {waited:.0f} s")
+            log.warning("a batch of %d alerts is still not complete after %.0f s (outputs not acknowledged, or "
+                        "the archive, mirror, sandbox or database not answering)", alerts, waited)
+        return task.result()
+    finally:
+        task.cancel()
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -1,7 +1,8 @@
 """The broker stops answering the worker's producer mid-visit without closing the connection (a hung broker,
 a half-dead network path): the produce request times out after AFS_PRODUCE_TIMEOUT_S, is sent again on a
 new connection, and the visit's outputs all arrive. With faust's default (20 minutes) the stream stalled
-silently: no error, no output, until a test's own timeout.
+silently: no error, no output, until a test's own timeout. While a batch is stuck longer than
+AFS_BATCH_STUCK_AFTER_S, the worker says so in its log and is not ready.
 
 A TCP proxy in front of the broker (which advertises the proxy's port, so every connection goes through it)
 swallows the first Produce request from the worker and everything after it on that connection, both ways.
@@ -19,7 +20,8 @@ import pytest
 from afs.alerts.simulate import simulate_visit
 from afs.broker import EmbeddedBroker, free_port
 from afs.processes import worker_process
-from fault_helpers import Reader, Seen, encode, expected_matches, filters_dir, log_has, produce, wait_for, worker_settings
+from fault_helpers import (Reader, Seen, encode, expected_matches, filters_dir, log_has, produce, readiness, wait_for,
+                           worker_settings)
 
 pytestmark = pytest.mark.slow
 N_ALERTS = 200
@@ -109,3 +111,23 @@ def test_a_produce_request_the_broker_never_answers_is_sent_again(tmp_path: Path
     assert set(seen.lightweight) == ids
     assert {fid: seen.matches(fid) for fid in expected} == expected
     assert sum(map(len, expected.values())) > 0, "no filter matched: the check would be vacuous"
+
+
+def test_a_batch_stuck_on_unanswered_outputs_makes_the_worker_unready(tmp_path: Path) -> None:
+    broker_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    settings = worker_settings(tmp_path, f"127.0.0.1:{proxy_port}", filters_dir(tmp_path), produce_timeout_s=600.0,
+                               batch_stuck_after_s=2.0, worker_metrics_port=metrics_port)
+    url = f"http://127.0.0.1:{metrics_port}"
+    log = tmp_path / "worker.log"
+    with BlackHoleProxy(proxy_port, broker_port) as proxy, \
+            EmbeddedBroker(broker_port, tmp_path / "broker.log", advertised_port=proxy_port), \
+            worker_process(settings, log):
+        wait_for(lambda: log_has(log, "worker ready"), "the worker")
+        wait_for(lambda: readiness(url)[0] == 200, "the worker to be ready", 60)
+        proxy.armed.set()
+        produce(settings, encode(simulate_visit(1, 20, seed=5, cutouts=False)))
+        wait_for(lambda: "still not complete" in readiness(url)[1].get("checks", {}).get("batches", ""),
+                 "/readyz to report the stuck batch", 60)
+        assert proxy.sprung.is_set()
+        assert readiness(url)[0] == 503
+        assert log_has(log, "is still not complete after")
