@@ -205,6 +205,7 @@ class WorkerProcess:
                  reports: dict[int, FilterReport], watch: _StallWatch,
                  answer: Answer | None = None) -> RunOutcome:
         buffer = bytearray()
+        fatal: str | None = None
         while True:
             message = self._next_message(buffer, deadline, watch)
             if message is None:
@@ -220,11 +221,12 @@ class WorkerProcess:
                 self._send(to_worker(_answer(answer, *validate_query(message, len(request.filters), n_alerts))),
                            deadline)
             elif kind == "done":
-                if len(reports) != len(request.filters) or buffer:
+                if buffer or (fatal is None and len(reports) != len(request.filters)):
                     raise ProtocolError("incomplete run")
-                return RunOutcome(reports)
-            elif kind == "fatal" and isinstance(message.get("reason"), str):
-                return RunOutcome(reports, fatal=message["reason"][:1000])
+                return RunOutcome(reports, fatal=fatal)
+            elif kind == "fatal" and isinstance(message.get("reason"), str) and fatal is None:
+                # The run still ends with "done": read up to it, or the next run would find it first.
+                fatal = message["reason"][:1000]
             else:
                 raise ProtocolError(f"unexpected message {kind[:20]!r}")
 

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import select
+import subprocess
+import sys
 import time
 
 import pytest
 from conftest import FAST_LIMITS
 
 from sandbox import FilterSpec, SandboxLimits, SandboxPool
+from sandbox.batch_runner import RunRequest
 from sandbox.shard import AlertsRejected
+from sandbox.worker import WorkerProcess
 
 BRIGHT = '''
 READS = ("diaSource",)
@@ -204,6 +209,34 @@ def test_invalid_alerts_raise(pool: SandboxPool) -> None:
     with pytest.raises(AlertsRejected):
         pool.run_batch([{"diaSourceId": 1, "diaSource": {"psfFlux": 1.0 + 2j}}])
     assert pool.run_batch([{"diaSourceId": 1, "diaSource": {"psfFlux": 3e4}}]).outcomes["bright"].matches
+
+
+REFUSING_CHILD = """
+import json, struct, sys, time
+def send(message):
+    payload = json.dumps(message).encode()
+    sys.stdout.buffer.write(struct.pack(">I", len(payload)) + payload)
+    sys.stdout.buffer.flush()
+send({"type": "fatal", "reason": "alert 0: unsupported value"})
+time.sleep(0.3)  # the run's "done" comes after the parent has read "fatal"
+send({"type": "done"})
+time.sleep(60)
+"""
+
+
+def test_a_refused_run_is_read_up_to_its_end() -> None:
+    """A worker that refuses a batch ("fatal") still ends the run with "done"; the parent must read it,
+    or the next run finds it first, calls the run incomplete and kills the worker."""
+    worker = WorkerProcess(FAST_LIMITS, None)
+    worker._process = subprocess.Popen([sys.executable, "-c", REFUSING_CHILD], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE)
+    try:
+        outcome = worker.run(RunRequest(0, 1.0, (), (), 1), [])
+        assert outcome.fatal == "alert 0: unsupported value" and outcome.death is None
+        time.sleep(0.5)
+        assert not select.select([worker._process.stdout], [], [], 0)[0], "the run's end was left unread"
+    finally:
+        worker.close()
 
 
 def test_close_ends_every_worker(alerts: list[dict]) -> None:
