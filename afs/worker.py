@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from aiokafka.helpers import create_ssl_context
@@ -41,11 +41,10 @@ from afs.control.live import LiveFilters
 from afs.filtering import FilterEngine, sandbox_limits
 from afs.metrics import (BATCH_FAILURES, WorkerHealth, probe_database, probe_ppdb, record_batch, record_filters,
                          serve_worker_http, set_lag)
-from afs.pipeline import AlertPipeline, Decoded, Headers, InMessage, Publisher
+from afs.pipeline import AlertPipeline, BatchReport, Decoded, Headers, InMessage, Publisher
 from afs.ppdb.service import Owner, narrow_limits
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 RETRY_BACKOFF_S = (0.5, 1, 2, 5, 10)
 PROBE_INTERVAL_S = 5.0
 
@@ -248,7 +247,8 @@ async def _complete(pipeline: AlertPipeline, live: LiveFilters, batch: Decoded, 
             return
 
 
-async def _watched(completing: Awaitable[T], alerts: int, health: WorkerHealth, stuck_after_s: float) -> T:
+async def _watched(completing: Awaitable[BatchReport], alerts: int, health: WorkerHealth,
+                   stuck_after_s: float) -> BatchReport:
     """Await a batch's completion; while it takes longer than ``stuck_after_s``, say so in the log and in
     /readyz, where a stuck batch would otherwise leave every check "ok"."""
     task = asyncio.ensure_future(completing)
