@@ -3,7 +3,6 @@ the worker only from the outside, through what it published."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -73,7 +72,8 @@ async def output_consumer(settings: Settings, topics: list[str] | None = None,
 async def collect(consumer: AIOKafkaConsumer, settings: Settings, outputs: Outputs, until: int,
                   worker: subprocess.Popen[bytes] | None = None, timeout_s: float = 180.0,
                   settle_s: float = 0.0) -> None:
-    """Read until ``until`` inputs are accounted for, then ``settle_s`` more seconds for late matches."""
+    """Read until ``until`` inputs are accounted for, then on until nothing has arrived for ``settle_s``: the
+    matches of the last batches may still be queued behind a lot of full alerts."""
     deadline = time.monotonic() + timeout_s
     while outputs.accounted < until:
         if worker is not None and worker.poll() is not None:
@@ -82,11 +82,13 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings, outputs: Outpu
             raise TimeoutError(f"only {outputs.accounted} of {until} inputs accounted for after {timeout_s} s")
         for tp, records in (await consumer.getmany(timeout_ms=200)).items():
             outputs.add(settings, tp.topic, records)
-    settle_until = time.monotonic() + settle_s
-    while time.monotonic() < settle_until:
-        for tp, records in (await consumer.getmany(timeout_ms=100)).items():
+    quiet_until = time.monotonic() + settle_s
+    while time.monotonic() < quiet_until:
+        fetched = await consumer.getmany(timeout_ms=100)
+        for tp, records in fetched.items():
             outputs.add(settings, tp.topic, records)
-        await asyncio.sleep(0)
+        if fetched:
+            quiet_until = time.monotonic() + settle_s
 
 
 async def through_worker(settings: Settings, messages: list[tuple[bytes, bytes]], worker: subprocess.Popen[bytes],
