@@ -145,6 +145,7 @@ def create_app(settings: Settings, health: WorkerHealth) -> faust.App:
         producer_max_batch_size=settings.produce_batch_bytes,
         producer_acks=-1,
         producer_request_timeout=settings.produce_timeout_s,
+        producer_compression_type=None if settings.output_compression == "none" else settings.output_compression,
         stream_buffer_maxsize=4 * settings.batch_size,
         topic_allow_declare=False,
         topic_disable_leader=True,

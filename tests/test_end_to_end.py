@@ -4,7 +4,8 @@ produces it (batched, snappy-compressed: the worker has to decompress what it co
 Checks, from the outside: every good alert has exactly one lightweight packet and one archived
 packet; every malformed message is dead-lettered with its reason; each filter topic holds exactly
 the alerts that filter matches when run directly in the sandbox; and a librdkafka subscriber
-(confluent-kafka, a different client from the worker's) can read and decode what was published.
+(confluent-kafka, a different client from the worker's) can read and decode what was published,
+which the worker sends snappy-compressed as Rubin's topic is.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
 
 from afs.alerts.codec import AlertCodec
 from afs.alerts.malformed import KINDS, corrupt
@@ -36,6 +41,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 N_ALERTS = 300
+SNAPPY = 2  # a record batch's compression codec (its attributes' low 3 bits)
 
 
 @dataclass
@@ -137,6 +143,34 @@ def test_a_librdkafka_subscriber_reads_and_decodes_a_filter_topic(visit_run: Vis
         consumer.close()
     assert sorted(seen) == sorted(ids)
     assert all(value == visit_run.good[sid] for sid, value in seen.items())  # the full alert, unchanged
+
+
+async def _batch_codecs(bootstrap: str, topic: str) -> list[int]:
+    """The compression codec of each record batch stored on ``topic``, read raw: consumers decompress
+    silently, so only the batches' own attributes show how the worker sent them."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        await client._wait_on_metadata(topic)
+        codecs = []
+        for partition in sorted(client.cluster.partitions_for_topic(topic)):
+            leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            request = FetchRequest(100, 1, 64 << 20, 0, [(topic, [(partition, 0, 64 << 20)])])
+            for _, partitions in (await client.send(leader, request)).topics:
+                for *_, raw in partitions:
+                    records = MemoryRecords(raw)
+                    while (batch := records.next_batch()) is not None:
+                        codecs.append(batch.compression_type)
+        return codecs
+    finally:
+        await client.close()
+
+
+def test_outputs_are_snappy_compressed_as_rubins_topic(visit_run: VisitRun) -> None:
+    fid = max(visit_run.outputs.matches, key=lambda f: len(visit_run.outputs.matches[f]))
+    for topic in (visit_run.settings.lightweight_topic, visit_run.settings.filter_topic(fid)):
+        codecs = asyncio.run(_batch_codecs(visit_run.settings.kafka_bootstrap, topic))
+        assert codecs and set(codecs) == {SNAPPY}, f"{topic}: batch codecs {codecs}"
 
 
 def test_the_example_subscriber_prints_every_match(visit_run: VisitRun) -> None:
