@@ -63,8 +63,8 @@ class Settings(BaseSettings):
 
     # Sandbox for user filters.
     # Sandbox processes per stream worker. Each one unpacks and freezes every alert of a batch for its share of
-    # the filters, so with one stream worker per core a second one only repeats that work (measured: sandbox CPU
-    # per alert 0.44 -> 0.29 ms, 100 filters on two workers); more help one worker alone with heavy filters.
+    # the filters, so with one stream worker per core a second one only repeats that work (measured, same run:
+    # sandbox CPU per alert 0.66 -> 0.51 ms, 100 filters); more help one worker alone with heavy filters.
     sandbox_workers: int = Field(default=1, ge=1)
     sandbox_batch_deadline_s: float = 20.0  # wall clock per batch per worker, then SIGKILL
     sandbox_memory_mb: int = 2048  # RLIMIT_AS per worker
