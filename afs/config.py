@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RUBIN_COMPRESSION: Final = "snappy"  # compression.type of Rubin's alert topic (DESIGN.md §2)
 
 
 class Settings(BaseSettings):
@@ -41,10 +43,9 @@ class Settings(BaseSettings):
     # A produce request the broker has not answered by then is sent again on a new connection. faust's default
     # is 20 minutes, during which a lost request or a half-dead connection silently stalls the stream.
     produce_timeout_s: float = Field(default=30.0, gt=0)
-    # compression.type of everything the worker publishes. Snappy, as Rubin's alert topic, so any client that
-    # reads Rubin's stream reads ours; matched full alerts shrink to ~0.4, and the broker and subscribers pay
-    # per byte.
-    output_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "snappy"
+    # compression.type of everything the worker publishes. Rubin's, so any client that reads Rubin's stream
+    # reads ours; matched full alerts shrink to ~0.4, and the broker and subscribers pay per byte.
+    output_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = RUBIN_COMPRESSION
 
     # Worker.
     batch_size: int = 1000

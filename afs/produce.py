@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from afs.alerts.codec import AlertCodec
 from afs.alerts.malformed import KINDS, corrupt
-from afs.config import Settings
+from afs.config import RUBIN_COMPRESSION, Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,6 @@ def encode_visit(codec: AlertCodec, alerts: Iterable[dict], malformed_rate: floa
         report.bytes += len(message)
         out.append((str(alert["diaSourceId"]).encode(), message))
     return out
-
-
-RUBIN_COMPRESSION = "snappy"  # compression.type of Rubin's alert topic (DESIGN.md §2)
 
 
 def producer_for(settings: Settings) -> AIOKafkaProducer:
