@@ -212,10 +212,10 @@ def test_invalid_alerts_raise(pool: SandboxPool) -> None:
 
 
 REFUSING_CHILD = """
-import json, struct, sys, time
+import sys, time
+from sandbox.protocol import to_parent
 def send(message):
-    payload = json.dumps(message).encode()
-    sys.stdout.buffer.write(struct.pack(">I", len(payload)) + payload)
+    sys.stdout.buffer.write(to_parent(message))
     sys.stdout.buffer.flush()
 send({"type": "fatal", "reason": "alert 0: unsupported value"})
 time.sleep(0.3)  # the run's "done" comes after the parent has read "fatal"
