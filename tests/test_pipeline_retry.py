@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from afs.control.filters import activate, create_filter
 from afs.control.models import FilterStats, UserVisit
 from afs.control.users import create_user
 from afs.filtering import check_filter
-from afs.pipeline import AlertPipeline, Headers, InMessage
+from afs.pipeline import Headers, InMessage
 from afs.produce import producer_for
 from afs.worker import running_pipeline
 
@@ -74,13 +72,6 @@ def alert_log(settings: Settings, count: int) -> list[InMessage]:
             for n, a in enumerate(simulate_visit(1, count, seed=3, cutouts=False))]
 
 
-@asynccontextmanager
-async def worker(settings: Settings, publisher: CountingPublisher) -> AsyncIterator[AlertPipeline]:
-    """One worker's pipeline, as `afs worker` runs it; gone without a trace of its state when it exits."""
-    async with running_pipeline(settings, publisher) as (pipeline, _):
-        yield pipeline
-
-
 def counted(db: Database) -> tuple[int | None, tuple[int, int, int, int]]:
     """The owner's per-visit counter, and the filter's (alerts seen, matched, delivered, withheld)."""
     with db.sessions() as session:
@@ -99,7 +90,7 @@ def test_a_retried_batch_spends_the_cap_once_and_publishes_what_was_granted(tmp_
             await producer.start()
             publisher = CountingPublisher(producer, fail_topic=settings.filter_topic(filter_id))
             try:
-                async with worker(settings, publisher) as pipeline:
+                async with running_pipeline(settings, publisher) as (pipeline, _):
                     batch = pipeline.decode(messages)
                     try:
                         await pipeline.complete(batch)
@@ -131,9 +122,9 @@ def test_a_batch_replayed_by_a_new_worker_spends_the_cap_once(tmp_path: Path) ->
             await producer.start()
             first, second = CountingPublisher(producer), CountingPublisher(producer)
             try:
-                async with worker(settings, first) as pipeline:
+                async with running_pipeline(settings, first) as (pipeline, _):  # the first worker
                     await pipeline.complete(pipeline.decode(messages[:ALERTS]))
-                async with worker(settings, second) as pipeline:
+                async with running_pipeline(settings, second) as (pipeline, _):  # a new one: nothing kept
                     replay = await pipeline.complete(pipeline.decode(messages[:5]))
                     assert replay.withheld[filter_id] == 0
                     then = await pipeline.complete(pipeline.decode(messages[5:]))
